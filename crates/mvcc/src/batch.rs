@@ -1,0 +1,467 @@
+//! A batch: the writes of several applied raft entries, committed to the backend as one transaction together with
+//! the consistent index (DESIGN.md: "one backend write transaction per batch").
+//!
+//! Each request inside a batch is one etcd write transaction: it takes the next main revision if it changes
+//! anything, its changes are numbered by sub revision, and it sees its own earlier changes and those of earlier
+//! requests in the batch. A request is checked completely before it changes anything, so a failed request leaves
+//! no trace. The index is updated in place under the store's write lock, which the batch holds until it commits:
+//! readers never see a half-applied batch. A failed commit leaves memory ahead of disk; the caller must stop.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::RwLockWriteGuard;
+
+use cairn_api::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
+use cairn_api::etcdserverpb::request_op::Request;
+use cairn_api::etcdserverpb::response_op::Response;
+use cairn_api::etcdserverpb::{
+    CompactionResponse, Compare, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
+    RangeRequest, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
+};
+use cairn_api::mvccpb::KeyValue;
+use cairn_storage::Table;
+use prost::Message;
+
+use crate::key_index::KeyRange;
+use crate::range::{self, KvSource};
+use crate::revision::Revision;
+use crate::store::{meta, Committed, State, Store};
+use crate::MvccError;
+
+/// Whether a lease exists; the lessor lives elsewhere (cairn-mvcc does not know leases).
+pub trait LeaseLookup {
+    fn lease_exists(&self, id: i64) -> bool;
+}
+
+/// For a server without leases: every lease id is unknown.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoLeases;
+
+impl LeaseLookup for NoLeases {
+    fn lease_exists(&self, _id: i64) -> bool {
+        false
+    }
+}
+
+/// One etcd write transaction inside the batch.
+#[derive(Debug, Clone, Copy)]
+struct WriteTxn {
+    begin: i64,
+    changes: i64,
+}
+
+impl WriteTxn {
+    /// The revision reads inside the transaction see: its own changes count once it has made one.
+    fn read_rev(self) -> i64 {
+        if self.changes > 0 {
+            self.begin + 1
+        } else {
+            self.begin
+        }
+    }
+
+    fn next_rev(&mut self) -> Revision {
+        let rev = Revision::new(self.begin + 1, self.changes);
+        self.changes += 1;
+        rev
+    }
+}
+
+fn header(revision: i64) -> Option<ResponseHeader> {
+    Some(ResponseHeader { revision, ..Default::default() })
+}
+
+#[derive(Debug)]
+pub struct Batch<'a> {
+    store: &'a Store,
+    state: RwLockWriteGuard<'a, State>,
+    /// Values written by this batch, readable before commit.
+    pending: HashMap<Revision, KeyValue>,
+    /// `key` table writes (puts and tombstones) by encoded revision.
+    key_puts: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// `key` table entries compaction removes.
+    key_deletes: Vec<Vec<u8>>,
+    meta_puts: BTreeMap<&'static [u8], Vec<u8>>,
+}
+
+/// The batch's view of values: its own writes over the committed backend.
+struct Overlay<'b> {
+    pending: &'b HashMap<Revision, KeyValue>,
+    committed: &'b Committed,
+}
+
+impl KvSource for Overlay<'_> {
+    fn kv(&self, rev: Revision) -> Result<KeyValue, MvccError> {
+        match self.pending.get(&rev) {
+            Some(kv) => Ok(kv.clone()),
+            None => self.committed.kv(rev),
+        }
+    }
+}
+
+impl<'a> Batch<'a> {
+    pub(crate) fn new(store: &'a Store, state: RwLockWriteGuard<'a, State>) -> Self {
+        Batch {
+            store,
+            state,
+            pending: HashMap::new(),
+            key_puts: BTreeMap::new(),
+            key_deletes: Vec::new(),
+            meta_puts: BTreeMap::new(),
+        }
+    }
+
+    /// The revision of the last change in the batch (or of the store, if none).
+    pub fn current_revision(&self) -> i64 {
+        self.state.current_rev
+    }
+
+    pub fn put(&mut self, req: &PutRequest, leases: &dyn LeaseLookup) -> Result<PutResponse, MvccError> {
+        let committed = self.committed()?;
+        let begin = self.state.current_rev;
+        self.check_put(&committed, req, begin, leases)?;
+        let mut w = WriteTxn { begin, changes: 0 };
+        let resp = self.do_put(&committed, &mut w, req)?;
+        self.finish(w);
+        Ok(resp)
+    }
+
+    pub fn delete_range(&mut self, req: &DeleteRangeRequest) -> Result<DeleteRangeResponse, MvccError> {
+        let committed = self.committed()?;
+        let mut w = WriteTxn { begin: self.state.current_rev, changes: 0 };
+        let resp = self.do_delete(&committed, &mut w, req)?;
+        self.finish(w);
+        Ok(resp)
+    }
+
+    /// An etcd Txn: compares evaluated at the start, then the chosen branch, all at one revision.
+    pub fn txn(&mut self, req: &TxnRequest, leases: &dyn LeaseLookup) -> Result<TxnResponse, MvccError> {
+        let committed = self.committed()?;
+        let begin = self.state.current_rev;
+        let path = self.compare_path(&committed, req, begin)?;
+        self.check_txn(&committed, req, &path, begin, leases)?;
+        let mut w = WriteTxn { begin, changes: 0 };
+        let mut path_iter = path.iter().copied();
+        let mut resp = self.do_txn(&committed, &mut w, req, &mut path_iter)?;
+        self.finish(w);
+        resp.header = header(w.read_rev());
+        Ok(resp)
+    }
+
+    /// Compacts history up to `rev`: reads below it fail afterwards and its superseded values are deleted.
+    pub fn compact(&mut self, rev: i64) -> Result<CompactionResponse, MvccError> {
+        if rev <= self.state.compact_rev {
+            return Err(MvccError::Compacted);
+        }
+        if rev > self.state.current_rev {
+            return Err(MvccError::FutureRevision);
+        }
+        self.meta_puts.insert(meta::SCHEDULED_COMPACT_REV, rev_to_meta(rev));
+        self.finish_compaction(rev)?;
+        Ok(CompactionResponse { header: header(self.state.current_rev) })
+    }
+
+    /// Records the raft position this batch brings the store to, committed with its changes.
+    pub fn set_consistent_index(&mut self, index: u64, term: u64) {
+        debug_assert!(index >= self.state.consistent_index, "consistent index never goes back");
+        self.state.consistent_index = index;
+        self.state.term = term;
+        self.meta_puts.insert(meta::CONSISTENT_INDEX, index.to_be_bytes().to_vec());
+        self.meta_puts.insert(meta::TERM, term.to_be_bytes().to_vec());
+    }
+
+    /// Writes the batch to the backend; `durable` waits for fsync.
+    pub fn commit(self, durable: bool) -> Result<(), MvccError> {
+        let mut tx = self.store.backend.begin_write()?;
+        tx.delete_all(Table::Key, self.key_deletes.iter().map(Vec::as_slice))?;
+        tx.put_all(Table::Key, self.key_puts.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))?;
+        tx.put_all(Table::Meta, self.meta_puts.iter().map(|(k, v)| (*k, v.as_slice())))?;
+        tx.commit(durable)?;
+        Ok(())
+    }
+
+    pub(crate) fn finish_compaction(&mut self, at: i64) -> Result<(), MvccError> {
+        let available = self.state.index.compact(at);
+        let end = Revision::new(at.saturating_add(1), 0).to_bytes(false);
+        let committed = self.committed()?;
+        let mut corrupt = None;
+        committed.tx.for_each(Table::Key, ..end.as_slice(), |k, _| {
+            match Revision::from_bytes(k) {
+                Some((rev, _)) if !available.contains(&rev) => self.key_deletes.push(k.to_vec()),
+                Some(_) => {}
+                None => {
+                    corrupt = Some(format!("undecodable key table entry {k:?}"));
+                    return false;
+                }
+            }
+            true
+        })?;
+        if let Some(msg) = corrupt {
+            return Err(MvccError::Corrupt(msg));
+        }
+        // Values this batch wrote and already superseded at or below `at` go too.
+        let pending = &mut self.pending;
+        self.key_puts.retain(|k, _| match Revision::from_bytes(k) {
+            Some((rev, _)) if rev.main <= at && !available.contains(&rev) => {
+                pending.remove(&rev);
+                false
+            }
+            _ => true,
+        });
+        self.state.compact_rev = at;
+        self.meta_puts.insert(meta::FINISHED_COMPACT_REV, rev_to_meta(at));
+        Ok(())
+    }
+
+    fn committed(&self) -> Result<Committed, MvccError> {
+        Ok(Committed { tx: self.store.backend.begin_read()? })
+    }
+
+    fn finish(&mut self, w: WriteTxn) {
+        if w.changes > 0 {
+            self.state.current_rev = w.begin + 1;
+        }
+    }
+
+    fn range_in(
+        &self,
+        committed: &Committed,
+        req: &RangeRequest,
+        at: i64,
+    ) -> Result<RangeResponseT, MvccError> {
+        let source = Overlay { pending: &self.pending, committed };
+        range::range(&self.state, &source, req, at)
+    }
+
+    /// The current value of one key, as seen at `at`.
+    fn get(&self, committed: &Committed, key: &[u8], at: i64) -> Result<Option<KeyValue>, MvccError> {
+        let req = RangeRequest { key: key.to_vec(), ..Default::default() };
+        Ok(self.range_in(committed, &req, at)?.kvs.pop())
+    }
+
+    /// etcd's checkRequestPut: a put's preconditions, checked before anything changes.
+    fn check_put(
+        &self,
+        committed: &Committed,
+        req: &PutRequest,
+        at: i64,
+        leases: &dyn LeaseLookup,
+    ) -> Result<(), MvccError> {
+        if (req.ignore_value || req.ignore_lease) && self.get(committed, &req.key, at)?.is_none() {
+            return Err(MvccError::KeyNotFound);
+        }
+        if req.lease != 0 && !req.ignore_lease && !leases.lease_exists(req.lease) {
+            return Err(MvccError::LeaseNotFound);
+        }
+        Ok(())
+    }
+
+    fn do_put(
+        &mut self,
+        committed: &Committed,
+        w: &mut WriteTxn,
+        req: &PutRequest,
+    ) -> Result<PutResponse, MvccError> {
+        let prev = self.get(committed, &req.key, w.read_rev())?;
+        let rev = w.next_rev();
+        let (value, lease) = match &prev {
+            Some(p) => (
+                if req.ignore_value { p.value.clone() } else { req.value.clone() },
+                if req.ignore_lease { p.lease } else { req.lease },
+            ),
+            None => (req.value.clone(), req.lease),
+        };
+        let kv = KeyValue {
+            key: req.key.clone(),
+            create_revision: prev.as_ref().map_or(rev.main, |p| p.create_revision),
+            mod_revision: rev.main,
+            version: prev.as_ref().map_or(0, |p| p.version) + 1,
+            value,
+            lease,
+        };
+        self.state.index.put(&req.key, rev);
+        self.key_puts.insert(rev.to_bytes(false), kv.encode_to_vec());
+        self.pending.insert(rev, kv);
+        Ok(PutResponse { header: header(rev.main), prev_kv: if req.prev_kv { prev } else { None } })
+    }
+
+    fn do_delete(
+        &mut self,
+        committed: &Committed,
+        w: &mut WriteTxn,
+        req: &DeleteRangeRequest,
+    ) -> Result<DeleteRangeResponse, MvccError> {
+        let mut keys = Vec::new();
+        self.state.index.visit(KeyRange::new(&req.key, &req.range_end), w.read_rev(), |k, at| {
+            keys.push((k.to_vec(), at.modified));
+            true
+        });
+        let mut prev_kvs = Vec::new();
+        if req.prev_kv {
+            let source = Overlay { pending: &self.pending, committed };
+            for (_, rev) in &keys {
+                prev_kvs.push(source.kv(*rev)?);
+            }
+        }
+        for (key, _) in &keys {
+            let rev = w.next_rev();
+            let tombstoned = self.state.index.tombstone(key, rev);
+            debug_assert!(tombstoned, "a key visible at the read revision is alive");
+            let tombstone = KeyValue { key: key.clone(), ..Default::default() };
+            self.key_puts.insert(rev.to_bytes(true), tombstone.encode_to_vec());
+        }
+        let deleted =
+            i64::try_from(keys.len()).map_err(|_| MvccError::Corrupt("delete count overflow".into()))?;
+        Ok(DeleteRangeResponse { header: header(w.read_rev()), deleted, prev_kvs })
+    }
+
+    /// Evaluates the compares of `req` and of every nested txn on the chosen path, all at `at` (etcd's
+    /// compareToPath): one bool per txn in execution order.
+    fn compare_path(&self, committed: &Committed, req: &TxnRequest, at: i64) -> Result<Vec<bool>, MvccError> {
+        let mut succeeded = true;
+        for c in &req.compare {
+            if !self.compare(committed, c, at)? {
+                succeeded = false;
+                break;
+            }
+        }
+        let mut path = vec![succeeded];
+        let ops = if succeeded { &req.success } else { &req.failure };
+        for op in ops {
+            if let Some(Request::RequestTxn(nested)) = &op.request {
+                path.extend(self.compare_path(committed, nested, at)?);
+            }
+        }
+        Ok(path)
+    }
+
+    fn compare(&self, committed: &Committed, c: &Compare, at: i64) -> Result<bool, MvccError> {
+        let req = RangeRequest { key: c.key.clone(), range_end: c.range_end.clone(), ..Default::default() };
+        let kvs = self.range_in(committed, &req, at)?.kvs;
+        let target = CompareTarget::try_from(c.target).unwrap_or(CompareTarget::Version);
+        if kvs.is_empty() {
+            // A missing key has no value to compare; for other targets it is the zero key-value.
+            return Ok(target != CompareTarget::Value && compare_kv(c, target, &KeyValue::default()));
+        }
+        Ok(kvs.iter().all(|kv| compare_kv(c, target, kv)))
+    }
+
+    /// etcd's checkRequests over the chosen path: puts' preconditions (write txns only) and ranges' revisions.
+    fn check_txn(
+        &self,
+        committed: &Committed,
+        req: &TxnRequest,
+        path: &[bool],
+        at: i64,
+        leases: &dyn LeaseLookup,
+    ) -> Result<(), MvccError> {
+        let write = is_write(req);
+        let mut path_iter = path.iter().copied();
+        self.check_ops(committed, req, &mut path_iter, at, write, leases)
+    }
+
+    fn check_ops(
+        &self,
+        committed: &Committed,
+        req: &TxnRequest,
+        path: &mut impl Iterator<Item = bool>,
+        at: i64,
+        write: bool,
+        leases: &dyn LeaseLookup,
+    ) -> Result<(), MvccError> {
+        let succeeded = path.next().unwrap_or(false);
+        for op in if succeeded { &req.success } else { &req.failure } {
+            match &op.request {
+                Some(Request::RequestPut(p)) if write => self.check_put(committed, p, at, leases)?,
+                Some(Request::RequestRange(r)) if r.revision != 0 => {
+                    range::check_revision(&self.state, r.revision, at)?;
+                }
+                Some(Request::RequestTxn(nested)) => {
+                    self.check_ops(committed, nested, path, at, write, leases)?
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn do_txn(
+        &mut self,
+        committed: &Committed,
+        w: &mut WriteTxn,
+        req: &TxnRequest,
+        path: &mut impl Iterator<Item = bool>,
+    ) -> Result<TxnResponse, MvccError> {
+        let succeeded = path.next().unwrap_or(false);
+        let ops = if succeeded { &req.success } else { &req.failure };
+        let mut responses = Vec::with_capacity(ops.len());
+        for op in ops {
+            let response = match &op.request {
+                Some(Request::RequestRange(r)) => {
+                    Response::ResponseRange(self.range_in(committed, r, w.read_rev())?)
+                }
+                Some(Request::RequestPut(p)) => Response::ResponsePut(self.do_put(committed, w, p)?),
+                Some(Request::RequestDeleteRange(d)) => {
+                    Response::ResponseDeleteRange(self.do_delete(committed, w, d)?)
+                }
+                Some(Request::RequestTxn(t)) => {
+                    let mut nested = self.do_txn(committed, w, t, path)?;
+                    nested.header = header(w.read_rev());
+                    Response::ResponseTxn(nested)
+                }
+                None => continue,
+            };
+            responses.push(ResponseOp { response: Some(response) });
+        }
+        Ok(TxnResponse { header: None, succeeded, responses })
+    }
+}
+
+type RangeResponseT = cairn_api::etcdserverpb::RangeResponse;
+
+fn is_write(req: &TxnRequest) -> bool {
+    req.success.iter().chain(&req.failure).any(|op| match &op.request {
+        Some(Request::RequestPut(_)) | Some(Request::RequestDeleteRange(_)) => true,
+        Some(Request::RequestTxn(t)) => is_write(t),
+        _ => false,
+    })
+}
+
+/// etcd's compareKV: the key-value's target field against the compare's operand.
+fn compare_kv(c: &Compare, target: CompareTarget, kv: &KeyValue) -> bool {
+    let int_operand = |f: fn(&TargetUnion) -> Option<i64>| c.target_union.as_ref().and_then(f).unwrap_or(0);
+    let ordering = match target {
+        CompareTarget::Value => {
+            let operand = match &c.target_union {
+                Some(TargetUnion::Value(v)) => v.as_slice(),
+                _ => &[],
+            };
+            kv.value.as_slice().cmp(operand)
+        }
+        CompareTarget::Create => kv.create_revision.cmp(&int_operand(|t| match t {
+            TargetUnion::CreateRevision(v) => Some(*v),
+            _ => None,
+        })),
+        CompareTarget::Mod => kv.mod_revision.cmp(&int_operand(|t| match t {
+            TargetUnion::ModRevision(v) => Some(*v),
+            _ => None,
+        })),
+        CompareTarget::Version => kv.version.cmp(&int_operand(|t| match t {
+            TargetUnion::Version(v) => Some(*v),
+            _ => None,
+        })),
+        CompareTarget::Lease => kv.lease.cmp(&int_operand(|t| match t {
+            TargetUnion::Lease(v) => Some(*v),
+            _ => None,
+        })),
+    };
+    match CompareResult::try_from(c.result).unwrap_or(CompareResult::Equal) {
+        CompareResult::Equal => ordering.is_eq(),
+        CompareResult::NotEqual => ordering.is_ne(),
+        CompareResult::Greater => ordering.is_gt(),
+        CompareResult::Less => ordering.is_lt(),
+    }
+}
+
+fn rev_to_meta(rev: i64) -> Vec<u8> {
+    rev.to_be_bytes().to_vec()
+}

@@ -1,0 +1,326 @@
+//! The in-memory index from user keys to their revisions, as etcd's `key_index.go` and `index.go`.
+//!
+//! A key's history is a list of generations: a generation starts with the put that creates the key and ends with
+//! the tombstone that deletes it; the last generation is empty while the key is deleted. Values live in the
+//! backend under their revision; the index only says which revision of a key is visible at a given revision.
+
+use std::collections::{BTreeMap, HashSet};
+use std::ops::Bound;
+
+use crate::revision::Revision;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Generation {
+    /// Number of puts in this generation so far (the tombstone counts too, as in etcd).
+    ver: i64,
+    created: Revision,
+    revs: Vec<Revision>,
+}
+
+/// One key's generations.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyIndex {
+    modified: Revision,
+    generations: Vec<Generation>,
+}
+
+/// What a key looks like at a revision: the revision holding its value, its creation and its version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyAt {
+    pub modified: Revision,
+    pub created: Revision,
+    pub version: i64,
+}
+
+impl KeyIndex {
+    fn put(&mut self, rev: Revision) {
+        debug_assert!(rev > self.modified, "revisions of a key only grow: {rev:?} after {:?}", self.modified);
+        if self.generations.is_empty() {
+            self.generations.push(Generation::default());
+        }
+        let last = self.generations.len() - 1;
+        let g = &mut self.generations[last];
+        if g.revs.is_empty() {
+            g.created = rev;
+        }
+        g.revs.push(rev);
+        g.ver += 1;
+        self.modified = rev;
+    }
+
+    /// Rebuilds from a stored key-value: creation and version come from the value, not from counting.
+    fn restore_put(&mut self, rev: Revision, created_main: i64, version: i64) {
+        self.put(rev);
+        let last = self.generations.len() - 1;
+        let g = &mut self.generations[last];
+        if g.revs.len() == 1 {
+            g.created = Revision::new(created_main, 0);
+        }
+        g.ver = version;
+    }
+
+    /// Ends the current generation. False if the key is not alive.
+    fn tombstone(&mut self, rev: Revision) -> bool {
+        if self.generations.last().is_none_or(|g| g.revs.is_empty()) {
+            return false;
+        }
+        self.put(rev);
+        self.generations.push(Generation::default());
+        true
+    }
+
+    fn find_generation(&self, at: i64) -> Option<&Generation> {
+        let last = self.generations.len().checked_sub(1)?;
+        for (i, g) in self.generations.iter().enumerate().rev() {
+            let Some(first) = g.revs.first() else { continue };
+            if i != last {
+                let tomb = g.revs[g.revs.len() - 1].main;
+                if tomb <= at {
+                    return None;
+                }
+            }
+            if first.main <= at {
+                return Some(g);
+            }
+        }
+        None
+    }
+
+    /// The key as of revision `at`, if it existed then.
+    pub fn get(&self, at: i64) -> Option<KeyAt> {
+        let g = self.find_generation(at)?;
+        let n = g.revs.iter().rposition(|r| r.main <= at)?;
+        let newer = i64::try_from(g.revs.len() - n - 1).ok()?;
+        Some(KeyAt { modified: g.revs[n], created: g.created, version: g.ver - newer })
+    }
+
+    /// Drops history older than `at`, keeping what a read at `at` still needs; the kept revisions at or below
+    /// `at` go into `available` (etcd's keyIndex.compact).
+    fn compact(&mut self, at: i64, available: &mut HashSet<Revision>) {
+        let mut gen_idx = 0;
+        while gen_idx < self.generations.len() - 1 {
+            let g = &self.generations[gen_idx];
+            if g.revs.last().is_some_and(|tomb| tomb.main > at) {
+                break;
+            }
+            gen_idx += 1;
+        }
+        let is_last = gen_idx == self.generations.len() - 1;
+        let g = &mut self.generations[gen_idx];
+        if let Some(keep_from) = g.revs.iter().rposition(|r| r.main <= at) {
+            available.insert(g.revs[keep_from]);
+            g.revs.drain(..keep_from);
+            // A generation left holding only its tombstone is gone for good.
+            if g.revs.len() == 1 && !is_last {
+                available.remove(&g.revs[0]);
+                gen_idx += 1;
+            }
+        }
+        self.generations.drain(..gen_idx);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.generations.len() == 1 && self.generations[0].revs.is_empty()
+    }
+}
+
+/// Which keys a request names, with etcd's conventions already applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRange<'a> {
+    /// Exactly one key (empty range_end).
+    Single(&'a [u8]),
+    /// `[start, end)`; `end` None means unbounded (range_end "\0").
+    Range { start: &'a [u8], end: Option<&'a [u8]> },
+}
+
+impl<'a> KeyRange<'a> {
+    /// etcd's reading of (key, range_end): empty end is one key, "\0" is every key >= key.
+    pub fn new(key: &'a [u8], range_end: &'a [u8]) -> Self {
+        match range_end {
+            [] => KeyRange::Single(key),
+            [0] => KeyRange::Range { start: key, end: None },
+            end => KeyRange::Range { start: key, end: Some(end) },
+        }
+    }
+
+    pub fn contains(&self, key: &[u8]) -> bool {
+        match *self {
+            KeyRange::Single(k) => k == key,
+            KeyRange::Range { start, end } => key >= start && end.is_none_or(|e| key < e),
+        }
+    }
+}
+
+/// Every key's index, ordered by key.
+#[derive(Debug, Default)]
+pub struct TreeIndex {
+    keys: BTreeMap<Vec<u8>, KeyIndex>,
+}
+
+impl TreeIndex {
+    pub fn put(&mut self, key: &[u8], rev: Revision) {
+        self.keys.entry(key.to_vec()).or_default().put(rev);
+    }
+
+    pub fn restore_put(&mut self, key: &[u8], rev: Revision, created_main: i64, version: i64) {
+        self.keys.entry(key.to_vec()).or_default().restore_put(rev, created_main, version);
+    }
+
+    pub fn tombstone(&mut self, key: &[u8], rev: Revision) -> bool {
+        self.keys.get_mut(key).is_some_and(|ki| ki.tombstone(rev))
+    }
+
+    /// Restores a tombstone read from the backend; a key whose earlier history was compacted away starts empty.
+    pub fn restore_tombstone(&mut self, key: &[u8], rev: Revision) {
+        let ki = self.keys.entry(key.to_vec()).or_default();
+        if !ki.tombstone(rev) {
+            // Only the tombstone survived compaction: nothing is visible before or after it.
+            if ki.generations.is_empty() {
+                ki.generations.push(Generation::default());
+            }
+            ki.modified = rev;
+        }
+    }
+
+    pub fn get(&self, key: &[u8], at: i64) -> Option<KeyAt> {
+        self.keys.get(key)?.get(at)
+    }
+
+    /// Calls `f` for every key in `range` alive at `at`, in key order, until `f` returns false.
+    pub fn visit(&self, range: KeyRange<'_>, at: i64, mut f: impl FnMut(&[u8], KeyAt) -> bool) {
+        match range {
+            KeyRange::Single(key) => {
+                if let Some(k) = self.get(key, at) {
+                    f(key, k);
+                }
+            }
+            KeyRange::Range { start, end } => {
+                if end.is_some_and(|e| e <= start) {
+                    return;
+                }
+                let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
+                for (key, ki) in self.keys.range::<[u8], _>((Bound::Included(start), upper)) {
+                    if let Some(k) = ki.get(at) {
+                        if !f(key, k) {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Compacts every key at `at`; returns the revisions at or below `at` that must stay in the backend.
+    pub fn compact(&mut self, at: i64) -> HashSet<Revision> {
+        let mut available = HashSet::new();
+        self.keys.retain(|_, ki| {
+            ki.compact(at, &mut available);
+            !ki.is_empty()
+        });
+        available
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rev(main: i64) -> Revision {
+        Revision::new(main, 0)
+    }
+
+    /// etcd's key_index_test shape: foo put at 2, 4, 6(tomb); 8, 10, 12(tomb); 14, 16.
+    fn history() -> TreeIndex {
+        let mut t = TreeIndex::default();
+        for (main, tomb) in
+            [(2, false), (4, false), (6, true), (8, false), (10, false), (12, true), (14, false), (16, false)]
+        {
+            if tomb {
+                assert!(t.tombstone(b"foo", rev(main)));
+            } else {
+                t.put(b"foo", rev(main));
+            }
+        }
+        t
+    }
+
+    #[test]
+    fn get_sees_the_generation_alive_at_the_revision() {
+        let t = history();
+        assert_eq!(t.get(b"foo", 1), None);
+        assert_eq!(t.get(b"foo", 3), Some(KeyAt { modified: rev(2), created: rev(2), version: 1 }));
+        assert_eq!(t.get(b"foo", 5), Some(KeyAt { modified: rev(4), created: rev(2), version: 2 }));
+        assert_eq!(t.get(b"foo", 6), None, "deleted at 6");
+        assert_eq!(t.get(b"foo", 7), None);
+        assert_eq!(t.get(b"foo", 11), Some(KeyAt { modified: rev(10), created: rev(8), version: 2 }));
+        assert_eq!(t.get(b"foo", 13), None);
+        assert_eq!(t.get(b"foo", 100), Some(KeyAt { modified: rev(16), created: rev(14), version: 2 }));
+    }
+
+    #[test]
+    fn compaction_keeps_what_reads_at_or_after_it_need() {
+        let mut t = history();
+        let available = t.compact(5);
+        assert_eq!(available, HashSet::from([rev(4)]));
+        assert_eq!(t.get(b"foo", 5).map(|k| k.modified), Some(rev(4)));
+
+        let available = t.compact(7);
+        assert!(
+            available.is_empty(),
+            "a generation ended by a tombstone at or below 7 is dropped: {available:?}"
+        );
+        assert_eq!(t.get(b"foo", 9).map(|k| k.modified), Some(rev(8)));
+
+        let available = t.compact(16);
+        assert_eq!(available, HashSet::from([rev(16)]));
+        assert_eq!(t.get(b"foo", 16), Some(KeyAt { modified: rev(16), created: rev(14), version: 2 }));
+    }
+
+    #[test]
+    fn a_deleted_key_leaves_the_index_once_compacted_past_its_tombstone() {
+        let mut t = TreeIndex::default();
+        t.put(b"a", rev(1));
+        assert!(t.tombstone(b"a", rev(2)));
+        assert!(!t.tombstone(b"a", rev(3)), "already deleted");
+        assert!(t.compact(2).is_empty());
+        assert_eq!(t.len(), 0);
+    }
+
+    #[test]
+    fn visit_walks_ranges_in_key_order_and_honours_bounds() {
+        let mut t = TreeIndex::default();
+        for (i, k) in [&b"a"[..], b"b", b"c", b"d"].iter().enumerate() {
+            t.put(k, rev(i as i64 + 1));
+        }
+        let keys = |range| {
+            let mut out = Vec::new();
+            t.visit(range, 10, |k, _| {
+                out.push(k.to_vec());
+                true
+            });
+            out
+        };
+        assert_eq!(keys(KeyRange::new(b"b", b"d")), vec![b"b".to_vec(), b"c".to_vec()]);
+        assert_eq!(keys(KeyRange::new(b"b", b"\0")).len(), 3);
+        assert_eq!(keys(KeyRange::new(b"c", b"")), vec![b"c".to_vec()]);
+        assert!(keys(KeyRange::new(b"d", b"a")).is_empty(), "end before start is empty, not a panic");
+        assert!(keys(KeyRange::new(b"x", b"")).is_empty());
+    }
+
+    #[test]
+    fn restore_takes_creation_and_version_from_the_stored_value() {
+        let mut t = TreeIndex::default();
+        t.restore_put(b"k", rev(9), 3, 4);
+        assert_eq!(t.get(b"k", 9), Some(KeyAt { modified: rev(9), created: rev(3), version: 4 }));
+        t.put(b"k", rev(10));
+        assert_eq!(t.get(b"k", 10), Some(KeyAt { modified: rev(10), created: rev(3), version: 5 }));
+    }
+}

@@ -1,0 +1,45 @@
+//! cairn-mvcc: etcd's multi-version key-value store over the backend.
+//!
+//! Every change gets a revision; reads may ask for any revision not yet compacted; the request-level semantics
+//! of Range, Put, DeleteRange, Txn and Compact are etcd's, answer for answer, so a request sequence gives the same
+//! responses on cairn and on etcd.
+//!
+//! # Layout
+//! - [`revision`]: main/sub revisions and their byte encoding, the keys of the backend's `key` table.
+//! - [`key_index`]: the in-memory index from user keys to their generations of revisions.
+//! - `range`: etcd's Range (filters, sort, limit, count) over the index and a source of values.
+//! - [`store`]: [`Store`]: opening (rebuilding the index), concurrent reads, revision counters.
+//! - [`batch`]: [`Batch`]: the write path (put, delete, txn, compact) applied as one backend transaction
+//!   together with the consistent index.
+//!
+//! It must not know raft, leases or the network: the server decides what to apply and when, leases are asked
+//! through [`LeaseLookup`], and request validation (empty keys, sizes, duplicate keys) happens at the gRPC edge.
+
+pub mod batch;
+pub mod key_index;
+mod range;
+pub mod revision;
+pub mod store;
+
+pub use batch::{Batch, LeaseLookup, NoLeases};
+pub use revision::Revision;
+pub use store::Store;
+
+/// Why a read or write was refused, or the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MvccError {
+    #[error("mvcc: required revision has been compacted")]
+    Compacted,
+    #[error("mvcc: required revision is a future revision")]
+    FutureRevision,
+    /// ignore_value / ignore_lease on a key that does not exist.
+    #[error("key not found")]
+    KeyNotFound,
+    #[error("requested lease not found")]
+    LeaseNotFound,
+    #[error(transparent)]
+    Backend(#[from] cairn_storage::BackendError),
+    /// The backend holds something cairn never writes: stop rather than serve it.
+    #[error("mvcc: corrupt store: {0}")]
+    Corrupt(String),
+}

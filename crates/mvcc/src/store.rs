@@ -1,0 +1,163 @@
+//! The store: the key index in memory, key-values in the backend, and the revision counters.
+//!
+//! Concurrency: one [`Batch`](crate::Batch) at a time holds the state's write lock from its first change until its
+//! backend commit, so a reader holding the read lock always sees the index and the backend at the same committed
+//! revision. Readers never wait on disk for one another; the applier's batches are short because commits between
+//! checkpoints do not fsync.
+
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use cairn_api::etcdserverpb::{RangeRequest, RangeResponse};
+use cairn_api::mvccpb::KeyValue;
+use cairn_storage::{Backend, ReadTx, Table};
+use prost::Message;
+
+use crate::key_index::TreeIndex;
+use crate::range::{self, KvSource};
+use crate::revision::Revision;
+use crate::{Batch, MvccError};
+
+/// `meta` table keys (documented in docs/design.md).
+pub(crate) mod meta {
+    pub const CONSISTENT_INDEX: &[u8] = b"consistent_index";
+    pub const TERM: &[u8] = b"term";
+    pub const SCHEDULED_COMPACT_REV: &[u8] = b"scheduledCompactRev";
+    pub const FINISHED_COMPACT_REV: &[u8] = b"finishedCompactRev";
+}
+
+#[derive(Debug)]
+pub(crate) struct State {
+    pub index: TreeIndex,
+    /// Revision of the newest committed write transaction.
+    pub current_rev: i64,
+    /// Reads below this revision fail with `Compacted`.
+    pub compact_rev: i64,
+    /// Raft index of the last applied entry, committed atomically with the changes it made.
+    pub consistent_index: u64,
+    pub term: u64,
+}
+
+/// An MVCC key-value store over a [`Backend`]. Send + Sync.
+#[derive(Debug)]
+pub struct Store {
+    pub(crate) backend: Arc<Backend>,
+    pub(crate) state: RwLock<State>,
+}
+
+impl Store {
+    /// Opens the store, rebuilding the key index from the backend's `key` table.
+    pub fn open(backend: Arc<Backend>) -> Result<Store, MvccError> {
+        let tx = backend.begin_read()?;
+        let read_u64 = |key: &[u8]| -> Result<u64, MvccError> {
+            match tx.get(Table::Meta, key)? {
+                None => Ok(0),
+                Some(v) => Ok(u64::from_be_bytes(
+                    v.as_slice()
+                        .try_into()
+                        .map_err(|_| MvccError::Corrupt(format!("meta {key:?} is not 8 bytes")))?,
+                )),
+            }
+        };
+        let consistent_index = read_u64(meta::CONSISTENT_INDEX)?;
+        let term = read_u64(meta::TERM)?;
+        let as_rev =
+            |v: u64| i64::try_from(v).map_err(|_| MvccError::Corrupt(format!("revision {v} out of range")));
+        let scheduled = as_rev(read_u64(meta::SCHEDULED_COMPACT_REV)?)?;
+        let finished = as_rev(read_u64(meta::FINISHED_COMPACT_REV)?)?;
+
+        let mut index = TreeIndex::default();
+        let mut current_rev = scheduled.max(finished);
+        let mut corrupt = None;
+        tx.for_each(Table::Key, .., |rev_bytes, value| {
+            let parsed = Revision::from_bytes(rev_bytes).zip(KeyValue::decode(value).ok());
+            let Some(((rev, tombstone), kv)) = parsed else {
+                corrupt = Some(format!("undecodable key table entry at {rev_bytes:?}"));
+                return false;
+            };
+            if tombstone {
+                index.restore_tombstone(&kv.key, rev);
+            } else {
+                index.restore_put(&kv.key, rev, kv.create_revision, kv.version);
+            }
+            current_rev = current_rev.max(rev.main);
+            true
+        })?;
+        if let Some(msg) = corrupt {
+            return Err(MvccError::Corrupt(msg));
+        }
+        let store = Store {
+            backend,
+            state: RwLock::new(State { index, current_rev, compact_rev: finished, consistent_index, term }),
+        };
+        if scheduled > finished {
+            // A compaction was decided but the process stopped before it finished: finish it now.
+            tracing::info!(scheduled, finished, "resuming interrupted compaction");
+            let mut batch = store.begin_batch();
+            batch.finish_compaction(scheduled)?;
+            batch.commit(true)?;
+        }
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> &Arc<Backend> {
+        &self.backend
+    }
+
+    pub fn consistent_index(&self) -> u64 {
+        self.read_state().consistent_index
+    }
+
+    pub fn term(&self) -> u64 {
+        self.read_state().term
+    }
+
+    pub fn current_revision(&self) -> i64 {
+        self.read_state().current_rev
+    }
+
+    pub fn compact_revision(&self) -> i64 {
+        self.read_state().compact_rev
+    }
+
+    /// Number of keys with any history in the index (live or not yet compacted away).
+    pub fn indexed_keys(&self) -> usize {
+        self.read_state().index.len()
+    }
+
+    /// A Range as etcd answers it; the header carries only the revision (the server fills in the rest).
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, MvccError> {
+        let state = self.read_state();
+        let source = Committed { tx: self.backend.begin_read()? };
+        range::range(&state, &source, req, state.current_rev)
+    }
+
+    /// Starts a batch of writes applied as one backend transaction.
+    pub fn begin_batch(&self) -> Batch<'_> {
+        Batch::new(self, self.write_state())
+    }
+
+    pub(crate) fn read_state(&self) -> RwLockReadGuard<'_, State> {
+        // A panic while holding the lock cannot leave the state half-updated: batches change the index only
+        // after validating, and a failed commit stops the member. Keep serving rather than cascade the panic.
+        self.state.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write_state(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Key-values as committed in the backend.
+pub(crate) struct Committed {
+    pub tx: ReadTx,
+}
+
+impl KvSource for Committed {
+    fn kv(&self, rev: Revision) -> Result<KeyValue, MvccError> {
+        let bytes = self
+            .tx
+            .get(Table::Key, &rev.to_bytes(false))?
+            .ok_or_else(|| MvccError::Corrupt(format!("revision {rev:?} is indexed but not stored")))?;
+        KeyValue::decode(bytes.as_slice()).map_err(|e| MvccError::Corrupt(format!("revision {rev:?}: {e}")))
+    }
+}

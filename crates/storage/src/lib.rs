@@ -1,0 +1,11 @@
+//! cairn-storage: everything cairn keeps on disk.
+//!
+//! # Layout
+//! - [`backend`]: the redb file holding the applied state (etcd's bbolt `member/snap/db`): tables named as etcd's
+//!   buckets, read and write transactions, non-durable commits between checkpoints.
+//!
+//! It must not know raft or mvcc: it stores bytes whose meaning belongs to the crates above it.
+
+pub mod backend;
+
+pub use backend::{Backend, BackendError, ReadTx, Table, WriteTx};

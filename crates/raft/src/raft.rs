@@ -971,8 +971,14 @@ impl<S: Storage> Raft<S> {
         }
         let cs = &s.metadata.conf_state;
         if !cs.voters.contains(&self.id) && !cs.learners.contains(&self.id) {
-            tracing::warn!(id = self.id, "snapshot that does not contain us ignored");
-            return false;
+            // Taken anyway: a snapshot made before this node was added is still the state it must start from,
+            // and the entries after it add the node exactly as they did on the leader. Until then the node is
+            // no member: it neither votes nor campaigns.
+            tracing::info!(
+                id = self.id,
+                index = s.metadata.index,
+                "installing a snapshot from before this node joined"
+            );
         }
         if self.log.match_term(s.metadata.index, s.metadata.term) {
             // We already have the entries: just fast-forward the commit index.

@@ -133,15 +133,11 @@ impl<S: Storage> RawNode<S> {
                 m.from, m.to, self.raft.id
             )));
         }
-        let known = self.raft.prs.progress.contains_key(&m.from);
-        if !known && !self.raft.prs.progress.is_empty() {
-            // A node that knows the membership listens only to members; a joining node (no membership yet)
-            // listens to whoever leads it in.
-            if m.msg_type.is_response() {
-                return Err(Error::StepPeerNotFound);
-            }
-            tracing::debug!(from = m.from, ?m.msg_type, "message from a non-member ignored");
-            return Ok(());
+        // A response from a node we do not track answers nothing we asked. Other messages are taken even from a
+        // sender missing from our (possibly stale) membership: a node that missed a conf change must still hear
+        // the leader that tells it about it. Dropping messages of removed members is the transport's job.
+        if m.msg_type.is_response() && !self.raft.prs.progress.contains_key(&m.from) {
+            return Err(Error::StepPeerNotFound);
         }
         validate_entries(&m)?;
         self.raft.step(m)

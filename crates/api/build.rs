@@ -13,7 +13,8 @@ const PROTOS: &[&str] = &[
 ];
 
 /// Packages that get serde impls: every one the gateway may carry as JSON.
-const JSON_PACKAGES: &[&str] = &[".etcdserverpb", ".mvccpb", ".authpb", ".v3lockpb", ".v3electionpb", ".cairnpb"];
+const JSON_PACKAGES: &[&str] =
+    &[".etcdserverpb", ".mvccpb", ".authpb", ".v3lockpb", ".v3electionpb", ".cairnpb"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);

@@ -132,9 +132,21 @@ mod tests {
         let cases = [
             (EtcdError::EmptyKey, Code::InvalidArgument, "etcdserver: key is not provided"),
             (EtcdError::TooManyOps, Code::InvalidArgument, "etcdserver: too many operations in txn request"),
-            (EtcdError::DuplicateKey, Code::InvalidArgument, "etcdserver: duplicate key given in txn request"),
-            (EtcdError::Compacted, Code::OutOfRange, "etcdserver: mvcc: required revision has been compacted"),
-            (EtcdError::FutureRev, Code::OutOfRange, "etcdserver: mvcc: required revision is a future revision"),
+            (
+                EtcdError::DuplicateKey,
+                Code::InvalidArgument,
+                "etcdserver: duplicate key given in txn request",
+            ),
+            (
+                EtcdError::Compacted,
+                Code::OutOfRange,
+                "etcdserver: mvcc: required revision has been compacted",
+            ),
+            (
+                EtcdError::FutureRev,
+                Code::OutOfRange,
+                "etcdserver: mvcc: required revision is a future revision",
+            ),
             (EtcdError::LeaseNotFound, Code::NotFound, "etcdserver: requested lease not found"),
             (EtcdError::RequestTooLarge, Code::InvalidArgument, "etcdserver: request is too large"),
             (EtcdError::NoLeader, Code::Unavailable, "etcdserver: no leader"),

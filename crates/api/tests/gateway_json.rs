@@ -6,7 +6,12 @@ use cairn_api::mvccpb::KeyValue;
 #[test]
 fn range_response_uses_etcd_gateway_shape() {
     let response = RangeResponse {
-        header: Some(ResponseHeader { cluster_id: 14_841_639_068_965_178_418, member_id: 1, revision: 2, raft_term: 3 }),
+        header: Some(ResponseHeader {
+            cluster_id: 14_841_639_068_965_178_418,
+            member_id: 1,
+            revision: 2,
+            raft_term: 3,
+        }),
         kvs: vec![KeyValue {
             key: b"foo".to_vec(),
             create_revision: 2,
@@ -33,8 +38,12 @@ fn range_response_uses_etcd_gateway_shape() {
 
 #[test]
 fn requests_accept_etcd_gateway_json() {
-    let put: PutRequest = serde_json::from_str(r#"{"key": "Zm9v", "value": "YmFy", "prev_kv": true}"#).unwrap();
-    assert_eq!(put, PutRequest { key: b"foo".to_vec(), value: b"bar".to_vec(), prev_kv: true, ..Default::default() });
+    let put: PutRequest =
+        serde_json::from_str(r#"{"key": "Zm9v", "value": "YmFy", "prev_kv": true}"#).unwrap();
+    assert_eq!(
+        put,
+        PutRequest { key: b"foo".to_vec(), value: b"bar".to_vec(), prev_kv: true, ..Default::default() }
+    );
 }
 
 #[test]

@@ -48,7 +48,13 @@ fn workloads() -> Vec<Workload> {
     let reads = KeyChoice::Sequential(1);
     vec![
         Workload { name: "put, 1 client", clients: 1, conns: 1, op: Op::Put { val_size: 256 }, keys: puts },
-        Workload { name: "put, 100 clients", clients: 100, conns: 10, op: Op::Put { val_size: 256 }, keys: puts },
+        Workload {
+            name: "put, 100 clients",
+            clients: 100,
+            conns: 10,
+            op: Op::Put { val_size: 256 },
+            keys: puts,
+        },
         Workload {
             name: "range linearizable, 100 clients",
             clients: 100,
@@ -146,7 +152,9 @@ async fn measure(bin: &Path, root: &Path, total: u64) -> anyhow::Result<Vec<Summ
             keys: w.keys,
             op: w.op,
         };
-        results.push(workload::run(&spec).await.with_context(|| format!("{} against {}", w.name, bin.display()))?);
+        results.push(
+            workload::run(&spec).await.with_context(|| format!("{} against {}", w.name, bin.display()))?,
+        );
     }
     Ok(results)
 }

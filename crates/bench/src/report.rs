@@ -26,7 +26,12 @@ pub struct Latency {
 }
 
 impl Summary {
-    pub fn new(histogram: &Histogram<u64>, errors: u64, first_error: Option<String>, elapsed: Duration) -> Self {
+    pub fn new(
+        histogram: &Histogram<u64>,
+        errors: u64,
+        first_error: Option<String>,
+        elapsed: Duration,
+    ) -> Self {
         let requests = histogram.len();
         let seconds = elapsed.as_secs_f64();
         let ms = |micros: u64| micros as f64 / 1000.0;
@@ -68,7 +73,11 @@ impl std::fmt::Display for Summary {
             writeln!(f, "  First error:\t{e}")?;
         }
         writeln!(f, "Latency (ms):")?;
-        writeln!(f, "  mean {:.3}  p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}", l.mean, l.p50, l.p90, l.p99, l.p999, l.max)
+        writeln!(
+            f,
+            "  mean {:.3}  p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
+            l.mean, l.p50, l.p90, l.p99, l.p999, l.max
+        )
     }
 }
 

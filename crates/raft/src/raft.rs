@@ -515,10 +515,9 @@ impl<S: Storage> Raft<S> {
     }
 
     fn handle_vote_request(&mut self, m: &Message) {
-        if !self.promotable() && !self.prs.progress.is_empty() {
-            // Learners never vote (and a node that knows it is not a member stays out of elections).
-            return;
-        }
+        // Answered whatever our own view of the membership: the candidate asks only its voters and counts only
+        // them, so a learner's answer never counts. But a learner promoted by a committed change it has not
+        // received yet is a voter, and refusing would leave the cluster without a quorum (as etcd's raft notes).
         let resp_type =
             if m.msg_type == MessageType::Vote { MessageType::VoteResp } else { MessageType::PreVoteResp };
         let can_vote = self.vote == m.from

@@ -60,13 +60,20 @@ impl Store {
         };
         let consistent_index = read_u64(meta::CONSISTENT_INDEX)?;
         let term = read_u64(meta::TERM)?;
-        let as_rev =
-            |v: u64| i64::try_from(v).map_err(|_| MvccError::Corrupt(format!("revision {v} out of range")));
-        let scheduled = as_rev(read_u64(meta::SCHEDULED_COMPACT_REV)?)?;
-        let finished = as_rev(read_u64(meta::FINISHED_COMPACT_REV)?)?;
+        // A revision in meta; -1 (etcd's "never compacted") when absent.
+        let read_rev = |key: &[u8]| -> Result<i64, MvccError> {
+            if tx.get(Table::Meta, key)?.is_none() {
+                return Ok(-1);
+            }
+            let v = read_u64(key)?;
+            i64::try_from(v).map_err(|_| MvccError::Corrupt(format!("revision {v} out of range")))
+        };
+        let scheduled = read_rev(meta::SCHEDULED_COMPACT_REV)?;
+        let finished = read_rev(meta::FINISHED_COMPACT_REV)?;
 
         let mut index = TreeIndex::default();
-        let mut current_rev = scheduled.max(finished);
+        // A fresh store is at revision 1, as etcd's: the first write is revision 2.
+        let mut current_rev = scheduled.max(finished).max(1);
         let mut corrupt = None;
         tx.for_each(Table::Key, .., |rev_bytes, value| {
             let parsed = Revision::from_bytes(rev_bytes).zip(KeyValue::decode(value).ok());

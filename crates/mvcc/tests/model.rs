@@ -113,8 +113,10 @@ fn check(ops: Vec<Op>) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
     let mut store = Store::open(Arc::new(Backend::open(&path).unwrap())).unwrap();
-    let mut model = Model { history: vec![BTreeMap::new()], compact: 0 };
-    assert_eq!(store.current_revision(), 0, "a fresh store is at revision 0; the first write is revision 1");
+    // Revisions 0 and 1 are both the empty store: etcd starts at 1 and the first write is revision 2.
+    let mut model = Model { history: vec![BTreeMap::new(), BTreeMap::new()], compact: -1 };
+    assert_eq!(store.current_revision(), 1, "a fresh store is at revision 1, as etcd's");
+    assert_eq!(store.compact_revision(), -1);
 
     for op in ops {
         match op {

@@ -1,0 +1,92 @@
+//! HTTP on the client port, as etcd serves it beside gRPC: `/health`, `/version`, and the JSON gateway for the
+//! KV paths (`/v3/kv/...`) in grpc-gateway's shape (proto field names, int64 as strings, bytes as base64; errors
+//! as `{"error","message","code"}`).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use cairn_api::EtcdError;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::Code;
+
+use crate::kv;
+use crate::member::{MemberState, CLUSTER_VERSION, SERVER_VERSION};
+
+pub fn router(m: Arc<MemberState>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/version", get(version))
+        .route("/v3/kv/range", post(|s, b| gateway(s, b, kv::range)))
+        .route("/v3/kv/put", post(|s, b| gateway(s, b, kv::put)))
+        .route("/v3/kv/deleterange", post(|s, b| gateway(s, b, kv::delete_range)))
+        .route("/v3/kv/txn", post(|s, b| gateway(s, b, kv::txn)))
+        .route("/v3/kv/compaction", post(|s, b| gateway(s, b, kv::compact)))
+        .with_state(m)
+}
+
+/// Healthy when the member has a leader and a linearizable read goes through (etcd 3.4's check).
+async fn health(State(m): State<Arc<MemberState>>) -> Response {
+    let healthy = m.shared.leader.load(Ordering::SeqCst) != 0 && m.read_index().await.is_ok();
+    let (code, body) = if healthy {
+        (StatusCode::OK, r#"{"health":"true"}"#)
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, r#"{"health":"false"}"#)
+    };
+    (code, [("content-type", "application/json")], body).into_response()
+}
+
+async fn version() -> Response {
+    Json(serde_json::json!({ "etcdserver": SERVER_VERSION, "etcdcluster": CLUSTER_VERSION })).into_response()
+}
+
+/// Decodes the JSON body, runs the same function gRPC runs, encodes the answer.
+async fn gateway<Req, Resp, Fut>(
+    State(m): State<Arc<MemberState>>,
+    body: Bytes,
+    f: impl FnOnce(Arc<MemberState>, Req) -> Fut,
+) -> Response
+where
+    Req: DeserializeOwned + Default,
+    Resp: Serialize,
+    Fut: std::future::Future<Output = Result<Resp, EtcdError>>,
+{
+    // An empty body is the empty request, as grpc-gateway reads it.
+    let req = if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(Req::default())
+    } else {
+        serde_json::from_slice::<Req>(&body)
+    };
+    let req = match req {
+        Ok(r) => r,
+        Err(e) => return error_response(Code::InvalidArgument, &e.to_string()),
+    };
+    match f(m, req).await {
+        Ok(resp) => Json(resp).into_response(),
+        Err(e) => error_response(e.code(), e.message()),
+    }
+}
+
+fn error_response(code: Code, message: &str) -> Response {
+    let status = match code {
+        Code::InvalidArgument | Code::OutOfRange | Code::FailedPrecondition => StatusCode::BAD_REQUEST,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        Code::Cancelled => StatusCode::REQUEST_TIMEOUT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let body = serde_json::json!({ "error": message, "message": message, "code": code as i32 });
+    (status, Json(body)).into_response()
+}

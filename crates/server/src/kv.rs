@@ -1,0 +1,124 @@
+//! etcd's KV service: validation, then reads from the local store (after ReadIndex unless serializable) and
+//! writes through raft. The functions are shared by gRPC and the HTTP gateway.
+
+use std::sync::Arc;
+
+use cairn_api::cairnpb::internal_request::Request;
+use cairn_api::etcdserverpb::kv_server::Kv;
+use cairn_api::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, RangeStreamResponse, TxnRequest, TxnResponse,
+};
+use cairn_api::EtcdError;
+use tonic::codegen::BoxStream;
+use tonic::{Request as GrpcRequest, Response, Status};
+
+use crate::error::mvcc_to_etcd;
+use crate::member::MemberState;
+use crate::node::Applied;
+use crate::validate;
+
+pub async fn range(m: Arc<MemberState>, r: RangeRequest) -> Result<RangeResponse, EtcdError> {
+    validate::range(&r)?;
+    if !r.serializable {
+        m.read_index().await?;
+    }
+    let mut resp = m.shared.store.range(&r).map_err(|e| mvcc_to_etcd(&e))?;
+    resp.header = m.header(resp.header.map_or(0, |h| h.revision));
+    Ok(resp)
+}
+
+pub async fn put(m: Arc<MemberState>, r: PutRequest) -> Result<PutResponse, EtcdError> {
+    validate::put(&r)?;
+    match m.propose(Request::Put(r)).await? {
+        Applied::Put(mut resp) => {
+            resp.header = m.header(resp.header.map_or(0, |h| h.revision));
+            Ok(resp)
+        }
+        other => Err(unexpected(&other)),
+    }
+}
+
+pub async fn delete_range(
+    m: Arc<MemberState>,
+    r: DeleteRangeRequest,
+) -> Result<DeleteRangeResponse, EtcdError> {
+    validate::delete_range(&r)?;
+    match m.propose(Request::DeleteRange(r)).await? {
+        Applied::DeleteRange(mut resp) => {
+            resp.header = m.header(resp.header.map_or(0, |h| h.revision));
+            Ok(resp)
+        }
+        other => Err(unexpected(&other)),
+    }
+}
+
+pub async fn txn(m: Arc<MemberState>, r: TxnRequest) -> Result<TxnResponse, EtcdError> {
+    validate::txn(&r, m.max_txn_ops)?;
+    match m.propose(Request::Txn(r)).await? {
+        Applied::Txn(mut resp) => {
+            resp.header = m.header(resp.header.map_or(0, |h| h.revision));
+            Ok(resp)
+        }
+        other => Err(unexpected(&other)),
+    }
+}
+
+pub async fn compact(m: Arc<MemberState>, r: CompactionRequest) -> Result<CompactionResponse, EtcdError> {
+    match m.propose(Request::Compaction(r)).await? {
+        Applied::Compaction(mut resp) => {
+            resp.header = m.header(resp.header.map_or(0, |h| h.revision));
+            Ok(resp)
+        }
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// The applier answered a request with another kind of result: a bug, reported rather than panicked on.
+fn unexpected(applied: &Applied) -> EtcdError {
+    tracing::error!(?applied, "applier returned a result of the wrong kind");
+    EtcdError::Corrupt
+}
+
+#[derive(Debug, Clone)]
+pub struct KvService(pub Arc<MemberState>);
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn range(&self, req: GrpcRequest<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+        Ok(Response::new(range(Arc::clone(&self.0), req.into_inner()).await?))
+    }
+
+    /// etcd 3.7's RangeStream: the whole range, pinned to one revision, as one chunk (merging the chunks of a
+    /// stream gives the Range answer; one chunk is the degenerate case clients handle).
+    async fn range_stream(
+        &self,
+        req: GrpcRequest<RangeRequest>,
+    ) -> Result<Response<BoxStream<RangeStreamResponse>>, Status> {
+        let resp = range(Arc::clone(&self.0), req.into_inner()).await?;
+        let chunk = RangeStreamResponse { range_response: Some(resp) };
+        Ok(Response::new(Box::pin(futures::stream::once(async move { Ok(chunk) }))))
+    }
+
+    async fn put(&self, req: GrpcRequest<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        Ok(Response::new(put(Arc::clone(&self.0), req.into_inner()).await?))
+    }
+
+    async fn delete_range(
+        &self,
+        req: GrpcRequest<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
+        Ok(Response::new(delete_range(Arc::clone(&self.0), req.into_inner()).await?))
+    }
+
+    async fn txn(&self, req: GrpcRequest<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        Ok(Response::new(txn(Arc::clone(&self.0), req.into_inner()).await?))
+    }
+
+    async fn compact(
+        &self,
+        req: GrpcRequest<CompactionRequest>,
+    ) -> Result<Response<CompactionResponse>, Status> {
+        Ok(Response::new(compact(Arc::clone(&self.0), req.into_inner()).await?))
+    }
+}

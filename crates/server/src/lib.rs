@@ -1,0 +1,24 @@
+//! cairn-server: the cairn member: etcd's flags, the raft node loop over the WAL, the applier into the MVCC
+//! store, and etcd's gRPC and HTTP APIs on the client port.
+//!
+//! # Layout
+//! - [`config`]: etcd's flags, `ETCD_*` environment, `--config-file`, member and cluster ids as etcd derives them.
+//! - [`node`]: the raft node loop (its own thread): WAL group commit, apply batches, read index, snapshots.
+//! - [`member`]: the state every service serves from; proposing and read-index waits with etcd's timeout.
+//! - [`validate`]: etcd's request checks (empty keys, ignore flags, txn op limits, duplicate keys).
+//! - [`kv`], [`maintenance`]: the KV, Maintenance and Cluster gRPC services.
+//! - [`http`]: `/health`, `/version` and the JSON gateway.
+//! - [`server`]: listeners, the services on one port, signals and shutdown.
+//! - [`error`]: the server's errors and the one mapping of other crates' errors to etcd's.
+//!
+//! It alone wires raft, storage and mvcc together; none of them knows the others.
+
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod kv;
+pub mod maintenance;
+pub mod member;
+pub mod node;
+pub mod server;
+pub mod validate;

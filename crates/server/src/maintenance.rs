@@ -1,0 +1,76 @@
+//! The Maintenance and Cluster services: what etcdctl's endpoint and member commands need. The rest of both
+//! services (defragment, hash, snapshot, move-leader, membership changes) answer Unimplemented until their
+//! issues land.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use cairn_api::etcdserverpb::alarm_request::AlarmAction;
+use cairn_api::etcdserverpb::cluster_server::Cluster;
+use cairn_api::etcdserverpb::maintenance_server::Maintenance;
+use cairn_api::etcdserverpb::{
+    AlarmRequest, AlarmResponse, MemberListRequest, MemberListResponse, StatusRequest, StatusResponse,
+};
+use cairn_api::EtcdError;
+use tonic::{Request, Response, Status};
+
+use crate::member::{MemberState, SERVER_VERSION, STORAGE_VERSION};
+
+pub fn status(m: &MemberState) -> Result<StatusResponse, EtcdError> {
+    let backend = m.shared.store.backend();
+    let size = backend.size().map_err(|_| EtcdError::Stopped)?;
+    let in_use = backend.size_in_use().map_err(|_| EtcdError::Stopped)?;
+    Ok(StatusResponse {
+        header: m.header(m.shared.store.current_revision()),
+        version: SERVER_VERSION.into(),
+        db_size: i64::try_from(size).unwrap_or(i64::MAX),
+        leader: m.shared.leader.load(Ordering::SeqCst),
+        raft_index: m.shared.raft_index.load(Ordering::SeqCst),
+        raft_term: m.shared.term.load(Ordering::SeqCst),
+        raft_applied_index: m.shared.applied_index.load(Ordering::SeqCst),
+        errors: Vec::new(),
+        db_size_in_use: i64::try_from(in_use).unwrap_or(i64::MAX),
+        is_learner: false,
+        storage_version: STORAGE_VERSION.into(),
+        db_size_quota: m.quota_bytes,
+        downgrade_info: None,
+    })
+}
+
+#[derive(Debug, Clone)]
+pub struct MaintenanceService(pub Arc<MemberState>);
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        Ok(Response::new(status(&self.0)?))
+    }
+
+    /// Alarm listing; no alarm is ever raised yet (the quota issue will), so the list is empty.
+    async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        match AlarmAction::try_from(req.get_ref().action) {
+            Ok(AlarmAction::Get) => Ok(Response::new(AlarmResponse {
+                header: self.0.header(self.0.shared.store.current_revision()),
+                alarms: Vec::new(),
+            })),
+            _ => Err(Status::unimplemented("alarm activation and deactivation are not implemented yet")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ClusterService(pub Arc<MemberState>);
+
+#[tonic::async_trait]
+impl Cluster for ClusterService {
+    async fn member_list(
+        &self,
+        req: Request<MemberListRequest>,
+    ) -> Result<Response<MemberListResponse>, Status> {
+        if req.get_ref().linearizable {
+            self.0.read_index().await?;
+        }
+        // etcd's member list header carries no revision.
+        Ok(Response::new(MemberListResponse { header: self.0.header(0), members: self.0.members.clone() }))
+    }
+}

@@ -1,0 +1,77 @@
+//! What the member serves from: the node loop's handle, the shared state, and the limits from the config.
+//! Every gRPC service and the HTTP gateway go through this one type, so a request is validated and answered
+//! the same way on both.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_api::cairnpb::internal_request::Request;
+use cairn_api::etcdserverpb::{Member, ResponseHeader};
+use cairn_api::EtcdError;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::node::{ApplyResult, Command, Shared};
+
+#[derive(Debug)]
+pub struct MemberState {
+    pub tx: mpsc::Sender<Command>,
+    pub shared: Arc<Shared>,
+    pub members: Vec<Member>,
+    pub max_request_bytes: usize,
+    pub max_txn_ops: usize,
+    pub quota_bytes: i64,
+    /// etcd's request timeout: 5 s plus two election timeouts.
+    pub request_timeout: Duration,
+}
+
+/// The version cairn reports (a 3.6-style version so clients' version checks pass).
+pub const SERVER_VERSION: &str = "3.6.0";
+pub const CLUSTER_VERSION: &str = "3.6.0";
+pub const STORAGE_VERSION: &str = "3.6.0";
+
+impl MemberState {
+    pub fn header(&self, revision: i64) -> Option<ResponseHeader> {
+        Some(ResponseHeader {
+            cluster_id: self.shared.cluster_id,
+            member_id: self.shared.member_id,
+            revision,
+            raft_term: self.shared.term.load(Ordering::SeqCst),
+        })
+    }
+
+    fn check_running(&self) -> Result<(), EtcdError> {
+        if self.shared.stopped.load(Ordering::SeqCst) {
+            return Err(EtcdError::Stopped);
+        }
+        Ok(())
+    }
+
+    /// Proposes a write through raft and waits for it to be applied.
+    pub async fn propose(&self, request: Request) -> ApplyResult {
+        self.check_running()?;
+        // etcd compares the encoded internal request with --max-request-bytes.
+        if request.encoded_len() > self.max_request_bytes {
+            return Err(EtcdError::RequestTooLarge);
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Command::Propose { request, reply }).await.map_err(|_| EtcdError::Stopped)?;
+        match tokio::time::timeout(self.request_timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(EtcdError::Stopped),
+            Err(_) => Err(EtcdError::Timeout),
+        }
+    }
+
+    /// Waits until a linearizable read may be served from the local store (ReadIndex).
+    pub async fn read_index(&self) -> Result<(), EtcdError> {
+        self.check_running()?;
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Command::ReadIndex { reply }).await.map_err(|_| EtcdError::Stopped)?;
+        match tokio::time::timeout(self.request_timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(EtcdError::Stopped),
+            Err(_) => Err(EtcdError::Timeout),
+        }
+    }
+}

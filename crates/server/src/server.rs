@@ -1,0 +1,176 @@
+//! Starting and stopping a member: open the store and the node loop, serve gRPC and HTTP on every client URL
+//! (one listener each, gRPC and HTTP merged as etcd serves them on :2379), stop on SIGINT/SIGTERM or when the
+//! node loop hits a fatal disk error.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_api::etcdserverpb::auth_server::{Auth, AuthServer};
+use cairn_api::etcdserverpb::cluster_server::ClusterServer;
+use cairn_api::etcdserverpb::kv_server::KvServer;
+use cairn_api::etcdserverpb::lease_server::{Lease, LeaseServer};
+use cairn_api::etcdserverpb::maintenance_server::MaintenanceServer;
+use cairn_api::etcdserverpb::watch_server::{Watch, WatchServer};
+use cairn_api::etcdserverpb::Member;
+use cairn_api::v3electionpb::election_server::{Election, ElectionServer};
+use cairn_api::v3lockpb::lock_server::{Lock, LockServer};
+use cairn_mvcc::Store;
+use cairn_storage::Backend;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::{cluster_id, parse_host_port, Config};
+use crate::error::ServerError;
+use crate::kv::KvService;
+use crate::maintenance::{ClusterService, MaintenanceService};
+use crate::member::MemberState;
+use crate::node::{self, Command, NodeSetup};
+
+/// Services whose issues have not landed: every call answers gRPC Unimplemented (the generated defaults).
+#[derive(Debug, Clone, Copy)]
+struct NotYet;
+
+impl Watch for NotYet {}
+impl Lease for NotYet {}
+impl Auth for NotYet {}
+impl Lock for NotYet {}
+impl Election for NotYet {}
+
+/// gRPC's own framing on top of --max-request-bytes (etcd's grpcOverheadBytes).
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+/// Runs the member until a shutdown signal; Err if it could not start or stopped on a fatal error.
+pub async fn run(cfg: Config) -> Result<(), ServerError> {
+    let members = cfg.initial_members()?;
+    let ids: Vec<u64> = members.iter().map(|m| m.id).collect();
+    let me = members
+        .iter()
+        .find(|m| m.name == cfg.name)
+        .ok_or_else(|| ServerError::Startup(format!("{} is not in --initial-cluster", cfg.name)))?;
+    let member_id = me.id;
+    let cid = cluster_id(&ids);
+    if ids.len() > 1 {
+        return Err(ServerError::Startup(
+            "clusters of more than one member are not supported yet: use a single-member --initial-cluster"
+                .into(),
+        ));
+    }
+
+    let backend_path = cfg.backend_path();
+    if let Some(dir) = backend_path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|source| ServerError::Io { context: format!("creating {}", dir.display()), source })?;
+    }
+    let store = Arc::new(Store::open(Arc::new(Backend::open(&backend_path)?))?);
+    let heartbeat = Duration::from_millis(cfg.heartbeat_interval);
+    let setup = NodeSetup {
+        member_id,
+        cluster_id: cid,
+        voters: ids.clone(),
+        wal_dir: cfg.wal_dir(),
+        election_ticks: usize::try_from(cfg.election_timeout / cfg.heartbeat_interval).unwrap_or(10),
+        snapshot_count: cfg.snapshot_count,
+        max_request_bytes: cfg.max_request_bytes as usize,
+    };
+    let (tx, shared, mut fatal) = node::start(setup, store)?;
+
+    let member_list = members
+        .iter()
+        .map(|m| Member {
+            id: m.id,
+            name: m.name.clone(),
+            peer_ur_ls: m.peer_urls.clone(),
+            client_ur_ls: if m.id == member_id { cfg.advertise_client_url_list() } else { Vec::new() },
+            is_learner: false,
+        })
+        .collect();
+    let state = Arc::new(MemberState {
+        tx: tx.clone(),
+        shared,
+        members: member_list,
+        max_request_bytes: cfg.max_request_bytes as usize,
+        max_txn_ops: cfg.max_txn_ops as usize,
+        quota_bytes: cfg.quota_bytes(),
+        request_timeout: Duration::from_secs(5) + 2 * Duration::from_millis(cfg.election_timeout),
+    });
+
+    let ticker_tx = tx.clone();
+    let ticker = tokio::spawn(async move {
+        let mut interval = tokio::time::interval(heartbeat);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            if ticker_tx.send(Command::Tick).await.is_err() {
+                return;
+            }
+        }
+    });
+
+    let max_recv = cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
+    let grpc = tonic::service::Routes::new(
+        KvServer::new(KvService(Arc::clone(&state))).max_decoding_message_size(max_recv),
+    )
+    .add_service(
+        MaintenanceServer::new(MaintenanceService(Arc::clone(&state))).max_decoding_message_size(max_recv),
+    )
+    .add_service(ClusterServer::new(ClusterService(Arc::clone(&state))).max_decoding_message_size(max_recv))
+    .add_service(WatchServer::new(NotYet))
+    .add_service(LeaseServer::new(NotYet))
+    .add_service(AuthServer::new(NotYet))
+    .add_service(LockServer::new(NotYet))
+    .add_service(ElectionServer::new(NotYet));
+    let app = grpc.into_axum_router().merge(crate::http::router(Arc::clone(&state)));
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut servers = Vec::new();
+    for url in cfg.client_urls() {
+        let (host, port) = parse_host_port(&url)?;
+        let listener = TcpListener::bind((host.as_str(), port))
+            .await
+            .map_err(|source| ServerError::Io { context: format!("listening on {url}"), source })?;
+        tracing::info!(%url, member_id = format!("{member_id:x}"), cluster_id = format!("{cid:x}"), "serving client requests");
+        let mut stop = stop_rx.clone();
+        let app = app.clone();
+        servers.push(tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+        }));
+    }
+
+    let outcome = tokio::select! {
+        () = shutdown_signal() => Ok(()),
+        msg = &mut fatal => Err(ServerError::Fatal(msg.unwrap_or_else(|_| "raft node stopped".into()))),
+    };
+    tracing::info!("stopping: no new requests; finishing in-flight ones");
+    let _ = stop_tx.send(true);
+    for s in servers {
+        let _ = s.await;
+    }
+    ticker.abort();
+    // Dropping the last senders ends the node loop, which syncs the backend before it exits.
+    drop(tx);
+    drop(state);
+    drop(app);
+    outcome
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

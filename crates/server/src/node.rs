@@ -162,10 +162,7 @@ pub type Started = (mpsc::Sender<Command>, Arc<Shared>, oneshot::Receiver<String
 
 /// Opens (or creates) the WAL and raft state and starts the loop on its own thread. Returns the command sender
 /// and a receiver that fires if the loop stops on a fatal error.
-pub fn start(
-    setup: NodeSetup,
-    store: Arc<Store>,
-) -> Result<Started, ServerError> {
+pub fn start(setup: NodeSetup, store: Arc<Store>) -> Result<Started, ServerError> {
     let metadata = member_metadata(setup.member_id, setup.cluster_id);
     let opts = WalOptions::default();
     let consistent_index = store.consistent_index();

@@ -53,6 +53,8 @@ pub enum Command {
         reply: oneshot::Sender<Result<(), EtcdError>>,
     },
     Tick,
+    /// Stop after this turn: make the backend durable and end the loop (connections may outlive the server).
+    Shutdown,
 }
 
 impl std::fmt::Debug for Command {
@@ -61,6 +63,7 @@ impl std::fmt::Debug for Command {
             Command::Propose { .. } => "Propose",
             Command::ReadIndex { .. } => "ReadIndex",
             Command::Tick => "Tick",
+            Command::Shutdown => "Shutdown",
         })
     }
 }
@@ -158,7 +161,8 @@ fn apply_conf_change_to(cs: &mut ConfState, cc: &ConfChange) {
 
 /// A running node loop: where to send commands, what it shares, and a receiver that fires (with the reason) if
 /// it stops on a fatal error.
-pub type Started = (mpsc::Sender<Command>, Arc<Shared>, oneshot::Receiver<String>);
+pub type Started =
+    (mpsc::Sender<Command>, Arc<Shared>, oneshot::Receiver<String>, std::thread::JoinHandle<()>);
 
 /// Opens (or creates) the WAL and raft state and starts the loop on its own thread. Returns the command sender
 /// and a receiver that fires if the loop stops on a fatal error.
@@ -265,11 +269,11 @@ pub fn start(setup: NodeSetup, store: Arc<Store>) -> Result<Started, ServerError
     };
     let (tx, rx) = mpsc::channel(16 * BATCH);
     let (fatal_tx, fatal_rx) = oneshot::channel();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("raft-node".into())
         .spawn(move || node.run(rx, fatal_tx))
         .map_err(|e| ServerError::Startup(format!("spawning the raft thread: {e}")))?;
-    Ok((tx, shared, fatal_rx))
+    Ok((tx, shared, fatal_rx, thread))
 }
 
 impl Node {
@@ -282,18 +286,24 @@ impl Node {
                 }
                 self.process_ready()?;
             }
+            let mut stopping = false;
             while let Some(cmd) = rx.blocking_recv() {
-                self.handle(cmd);
+                stopping |= self.handle(cmd);
                 for _ in 1..BATCH {
                     match rx.try_recv() {
-                        Ok(cmd) => self.handle(cmd),
+                        Ok(cmd) => stopping |= self.handle(cmd),
                         Err(_) => break,
                     }
                 }
                 self.flush_reads();
                 self.process_ready()?;
+                if stopping {
+                    break;
+                }
             }
-            // Every sender is gone: a clean shutdown. Make the backend durable so a restart replays little.
+            // Nothing unapplied is acknowledged past this point; anyone still waiting is told the server stopped.
+            self.fail_all(EtcdError::Stopped);
+            // A clean stop: make the backend durable so a restart replays little.
             self.shared.store.begin_batch().commit(true).map_err(|e| ServerError::Fatal(format!("backend: {e}")))
         });
         if let Err(e) = result {
@@ -305,8 +315,10 @@ impl Node {
         }
     }
 
-    fn handle(&mut self, cmd: Command) {
+    /// Takes one command; true if it asks the loop to stop.
+    fn handle(&mut self, cmd: Command) -> bool {
         match cmd {
+            Command::Shutdown => return true,
             Command::Tick => self.raw.tick(),
             Command::Propose { request, reply } => {
                 self.next_id += 1;
@@ -323,6 +335,7 @@ impl Node {
             }
             Command::ReadIndex { reply } => self.reads_batch.push(reply),
         }
+        false
     }
 
     fn flush_reads(&mut self) {

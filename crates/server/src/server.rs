@@ -36,6 +36,9 @@ impl Auth for NotYet {}
 impl Lock for NotYet {}
 impl Election for NotYet {}
 
+/// How long a stopping member lets in-flight requests finish.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// gRPC's own framing on top of --max-request-bytes (etcd's grpcOverheadBytes).
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
@@ -72,7 +75,7 @@ pub async fn run(cfg: Config) -> Result<(), ServerError> {
         snapshot_count: cfg.snapshot_count,
         max_request_bytes: cfg.max_request_bytes as usize,
     };
-    let (tx, shared, mut fatal) = node::start(setup, store)?;
+    let (tx, shared, mut fatal, node_thread) = node::start(setup, store)?;
 
     let member_list = members
         .iter()
@@ -146,14 +149,17 @@ pub async fn run(cfg: Config) -> Result<(), ServerError> {
     };
     tracing::info!("stopping: no new requests; finishing in-flight ones");
     let _ = stop_tx.send(true);
-    for s in servers {
-        let _ = s.await;
+    // Idle client connections would hold a graceful shutdown forever: give in-flight requests a bounded time.
+    let aborts: Vec<_> = servers.iter().map(tokio::task::JoinHandle::abort_handle).collect();
+    if tokio::time::timeout(DRAIN_TIMEOUT, futures::future::join_all(servers)).await.is_err() {
+        aborts.iter().for_each(tokio::task::AbortHandle::abort);
     }
     ticker.abort();
-    // Dropping the last senders ends the node loop, which syncs the backend before it exits.
-    drop(tx);
-    drop(state);
-    drop(app);
+    // The node loop ends after this, making the backend durable; requests still arriving get "server stopped".
+    let _ = tx.send(Command::Shutdown).await;
+    if tokio::task::spawn_blocking(move || node_thread.join()).await.is_err() {
+        tracing::error!("the raft node thread did not stop cleanly");
+    }
     outcome
 }
 

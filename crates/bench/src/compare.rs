@@ -10,8 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use cairn_api::etcdserverpb::kv_client::KvClient;
-use cairn_api::etcdserverpb::RangeRequest;
+use cairn_client::{Client, ConnectOptions, GetOptions};
 use clap::Args;
 use serde::Serialize;
 
@@ -192,8 +191,8 @@ impl Server {
         let deadline = Instant::now() + limit;
         loop {
             let attempt = async {
-                let mut kv = KvClient::connect(self.client_url.clone()).await?;
-                kv.range(RangeRequest { key: b"health".to_vec(), ..Default::default() }).await?;
+                let client = Client::connect([&self.client_url], ConnectOptions::default()).await?;
+                client.get("health", GetOptions::default()).await?;
                 anyhow::Ok(())
             };
             match attempt.await {

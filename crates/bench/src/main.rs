@@ -9,7 +9,7 @@
 //! - `report`: merging per-client HDR histograms into a throughput/latency summary (text or JSON).
 //! - `compare`: starting a throw-away cairn and etcd on free loopback ports and running the workloads on each.
 //!
-//! It must not know cairn's internals: no cairn crate but the wire types of cairn-api.
+//! It must not know cairn's internals: it talks through cairn-client and the wire types of cairn-api only.
 
 mod compare;
 mod report;

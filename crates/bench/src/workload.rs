@@ -5,13 +5,14 @@
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
 use cairn_api::etcdserverpb::kv_client::KvClient;
 use cairn_api::etcdserverpb::{PutRequest, RangeRequest};
+use cairn_client::{Client, ConnectOptions};
 use hdrhistogram::Histogram;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::report::Summary;
 
@@ -65,16 +66,21 @@ const MAX_LATENCY_MICROS: u64 = 60_000_000;
 pub async fn run(spec: &LoadSpec) -> anyhow::Result<Summary> {
     anyhow::ensure!(spec.clients > 0 && spec.conns > 0, "--clients and --conns must be at least 1");
     anyhow::ensure!(!spec.endpoints.is_empty(), "--endpoints must name at least one endpoint");
-    let mut channels = Vec::with_capacity(spec.conns);
+    let mut connections = Vec::with_capacity(spec.conns);
     for i in 0..spec.conns {
         let url = &spec.endpoints[i % spec.endpoints.len()];
-        channels.push(connect(url).await?);
+        connections.push(
+            Client::connect([url], ConnectOptions::default())
+                .await
+                .with_context(|| format!("connecting to {url}"))?,
+        );
     }
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(spec.clients);
     for i in 0..spec.clients {
-        let kv = KvClient::new(channels[i % channels.len()].clone());
+        // The generated stub on the client's connection: nothing but the request on the measured path.
+        let kv = connections[i % connections.len()].kv_client();
         let spec = spec.clone();
         let next = Arc::clone(&next);
         tasks.push(tokio::spawn(async move { client_loop(kv, &spec, &next, seed_for(i)).await }));
@@ -89,14 +95,6 @@ pub async fn run(spec: &LoadSpec) -> anyhow::Result<Summary> {
         first_error = first_error.or(result.first_error);
     }
     Ok(Summary::new(&histogram, errors, first_error, started.elapsed()))
-}
-
-async fn connect(url: &str) -> anyhow::Result<Channel> {
-    let endpoint = Endpoint::from_shared(url.to_owned())
-        .with_context(|| format!("bad endpoint {url:?}"))?
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true);
-    endpoint.connect().await.with_context(|| format!("connecting to {url}"))
 }
 
 struct ClientResult {

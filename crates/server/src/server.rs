@@ -134,6 +134,12 @@ pub async fn run(cfg: Config) -> Result<(), ServerError> {
         tracing::info!(%url, member_id = format!("{member_id:x}"), cluster_id = format!("{cid:x}"), "serving client requests");
         let mut stop = stop_rx.clone();
         let app = app.clone();
+        // Without TCP_NODELAY small responses wait on the peer's delayed ACK (about 40 ms each).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
         servers.push(tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move {

@@ -10,6 +10,7 @@
 //! - `raft`: the state machine: `step` and the leader, candidate and follower step functions.
 //! - [`raw_node`]: [`RawNode`], the driver's interface: tick, step, propose, then `ready` / `advance`.
 //! - [`config`]: the node parameters, [`Config`].
+//! - [`rng`]: the seeded generator behind randomized election timeouts.
 //!
 //! It must NOT do I/O: no threads, no files, no sockets, no clock, no global randomness. Time is `tick()`,
 //! randomness a per-node seeded generator, so a test can replay any run exactly.
@@ -20,6 +21,7 @@ pub mod progress;
 mod raft;
 pub mod raw_node;
 mod read_only;
+pub mod rng;
 pub mod storage;
 pub mod types;
 

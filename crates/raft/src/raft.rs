@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::log::RaftLog;
 use crate::progress::{ProgressState, ProgressTracker, VoteResult};
 use crate::read_only::ReadOnly;
+use crate::rng::SplitMix64;
 use crate::storage::{Storage, StorageError};
 use crate::types::{
     ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Message, MessageType, ReadState,
@@ -23,20 +24,6 @@ enum CampaignType {
     PreElection,
     Election,
     Transfer,
-}
-
-/// splitmix64: deterministic randomness for election timeouts, seeded per node.
-#[derive(Debug, Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
 }
 
 #[derive(Debug)]
@@ -68,7 +55,7 @@ pub struct Raft<S: Storage> {
     pre_vote: bool,
     max_msg_size: u64,
     max_inflight: usize,
-    rng: Rng,
+    rng: SplitMix64,
 }
 
 impl<S: Storage> Raft<S> {
@@ -101,7 +88,7 @@ impl<S: Storage> Raft<S> {
             pre_vote: config.pre_vote,
             max_msg_size: config.max_size_per_msg,
             max_inflight: config.max_inflight_msgs,
-            rng: Rng(config.seed ^ config.id.wrapping_mul(0x2545_f491_4f6c_dd1d)),
+            rng: SplitMix64::new(config.seed ^ config.id.wrapping_mul(0x2545_f491_4f6c_dd1d)),
         };
         if !hs.is_empty() {
             if hs.commit < r.log.committed || hs.commit > r.log.last_index() {
@@ -271,7 +258,7 @@ impl<S: Storage> Raft<S> {
         self.election_elapsed = 0;
         self.heartbeat_elapsed = 0;
         self.randomized_election_timeout =
-            self.election_timeout + (self.rng.next() % self.election_timeout as u64) as usize;
+            self.election_timeout + self.rng.below(self.election_timeout as u64) as usize;
         self.lead_transferee = 0;
         self.prs.reset_votes();
         let last = self.log.last_index();

@@ -12,24 +12,18 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use cairn_raft::rng::SplitMix64;
 use cairn_raft::{
     ConfChange, ConfChangeType, ConfState, Config, MemStorage, Message, MessageType, StateRole, Storage,
 };
 use common::Node;
 
-struct Rng(u64);
+/// The fault schedule's randomness: the crate's own generator, seeded by the run's seed.
+struct Rng(SplitMix64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.0.below(n)
     }
 
     fn chance(&mut self, percent: u64) -> bool {
@@ -83,7 +77,7 @@ impl Sim {
     }
 
     fn new(seed: u64) -> Sim {
-        let mut rng = Rng(seed);
+        let mut rng = Rng(SplitMix64::new(seed));
         let size = if rng.chance(50) { 3 } else { 5 };
         let mut sim = Sim {
             pre_vote: rng.chance(75),

@@ -7,7 +7,7 @@ use cairn_api::cairnpb::internal_request::Request;
 use cairn_api::etcdserverpb::kv_server::Kv;
 use cairn_api::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
-    RangeRequest, RangeResponse, RangeStreamResponse, TxnRequest, TxnResponse,
+    RangeRequest, RangeResponse, RangeStreamResponse, ResponseHeader, TxnRequest, TxnResponse,
 };
 use cairn_api::EtcdError;
 use tonic::codegen::BoxStream;
@@ -30,13 +30,11 @@ pub async fn range(m: Arc<MemberState>, r: RangeRequest) -> Result<RangeResponse
 
 pub async fn put(m: Arc<MemberState>, r: PutRequest) -> Result<PutResponse, EtcdError> {
     validate::put(&r)?;
-    match m.propose(Request::Put(r)).await? {
-        Applied::Put(mut resp) => {
-            resp.header = m.header(resp.header.map_or(0, |h| h.revision));
-            Ok(resp)
-        }
-        other => Err(unexpected(&other)),
-    }
+    write(&m, Request::Put(r), |a| match a {
+        Applied::Put(x) => Ok(x),
+        other => Err(other),
+    })
+    .await
 }
 
 pub async fn delete_range(
@@ -44,40 +42,60 @@ pub async fn delete_range(
     r: DeleteRangeRequest,
 ) -> Result<DeleteRangeResponse, EtcdError> {
     validate::delete_range(&r)?;
-    match m.propose(Request::DeleteRange(r)).await? {
-        Applied::DeleteRange(mut resp) => {
-            resp.header = m.header(resp.header.map_or(0, |h| h.revision));
-            Ok(resp)
-        }
-        other => Err(unexpected(&other)),
-    }
+    write(&m, Request::DeleteRange(r), |a| match a {
+        Applied::DeleteRange(x) => Ok(x),
+        other => Err(other),
+    })
+    .await
 }
 
 pub async fn txn(m: Arc<MemberState>, r: TxnRequest) -> Result<TxnResponse, EtcdError> {
     validate::txn(&r, m.max_txn_ops)?;
-    match m.propose(Request::Txn(r)).await? {
-        Applied::Txn(mut resp) => {
-            resp.header = m.header(resp.header.map_or(0, |h| h.revision));
-            Ok(resp)
-        }
-        other => Err(unexpected(&other)),
-    }
+    write(&m, Request::Txn(r), |a| match a {
+        Applied::Txn(x) => Ok(x),
+        other => Err(other),
+    })
+    .await
 }
 
 pub async fn compact(m: Arc<MemberState>, r: CompactionRequest) -> Result<CompactionResponse, EtcdError> {
-    match m.propose(Request::Compaction(r)).await? {
-        Applied::Compaction(mut resp) => {
-            resp.header = m.header(resp.header.map_or(0, |h| h.revision));
-            Ok(resp)
-        }
-        other => Err(unexpected(&other)),
-    }
+    write(&m, Request::Compaction(r), |a| match a {
+        Applied::Compaction(x) => Ok(x),
+        other => Err(other),
+    })
+    .await
 }
 
-/// The applier answered a request with another kind of result: a bug, reported rather than panicked on.
-fn unexpected(applied: &Applied) -> EtcdError {
-    tracing::error!(?applied, "applier returned a result of the wrong kind");
-    EtcdError::Corrupt
+/// A response whose header the server completes (the store fills in only the revision).
+trait WithHeader {
+    fn header_mut(&mut self) -> &mut Option<ResponseHeader>;
+}
+
+macro_rules! with_header {
+    ($($t:ty),*) => {$(
+        impl WithHeader for $t {
+            fn header_mut(&mut self) -> &mut Option<ResponseHeader> {
+                &mut self.header
+            }
+        }
+    )*};
+}
+with_header!(PutResponse, DeleteRangeResponse, TxnResponse, CompactionResponse);
+
+/// Proposes a write, waits for it to apply, and completes the header of its response.
+async fn write<T: WithHeader>(
+    m: &MemberState,
+    request: Request,
+    pick: impl FnOnce(Applied) -> Result<T, Applied>,
+) -> Result<T, EtcdError> {
+    let mut resp = pick(m.propose(request).await?).map_err(|other| {
+        // The applier answered with another kind of result: a bug, reported rather than panicked on.
+        tracing::error!(applied = ?other, "applier returned a result of the wrong kind");
+        EtcdError::Corrupt
+    })?;
+    let header = resp.header_mut();
+    *header = m.header(header.as_ref().map_or(0, |h| h.revision));
+    Ok(resp)
 }
 
 #[derive(Debug, Clone)]

@@ -1,5 +1,5 @@
 //! HTTP on the client port, as etcd serves it beside gRPC: `/health`, `/version`, and the JSON gateway for the
-//! KV paths (`/v3/kv/...`) in grpc-gateway's shape (proto field names, int64 as strings, bytes as base64; errors
+//! KV paths (`/v3/kv/...`), `/v3/maintenance/status` and `/v3/cluster/member/list` in grpc-gateway's shape (proto field names, int64 as strings, bytes as base64; errors
 //! as `{"error","message","code"}`).
 
 use std::sync::atomic::Ordering;
@@ -16,8 +16,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::Code;
 
-use crate::kv;
 use crate::member::{MemberState, CLUSTER_VERSION, SERVER_VERSION};
+use crate::{kv, maintenance};
 
 pub fn router(m: Arc<MemberState>) -> Router {
     Router::new()
@@ -28,6 +28,8 @@ pub fn router(m: Arc<MemberState>) -> Router {
         .route("/v3/kv/deleterange", post(|s, b| gateway(s, b, kv::delete_range)))
         .route("/v3/kv/txn", post(|s, b| gateway(s, b, kv::txn)))
         .route("/v3/kv/compaction", post(|s, b| gateway(s, b, kv::compact)))
+        .route("/v3/maintenance/status", post(|s, b| gateway(s, b, maintenance::status_request)))
+        .route("/v3/cluster/member/list", post(|s, b| gateway(s, b, maintenance::member_list)))
         .with_state(m)
 }
 

@@ -37,6 +37,22 @@ pub fn status(m: &MemberState) -> Result<StatusResponse, EtcdError> {
     })
 }
 
+/// Status as the gateway calls it.
+pub async fn status_request(m: Arc<MemberState>, _req: StatusRequest) -> Result<StatusResponse, EtcdError> {
+    status(&m)
+}
+
+pub async fn member_list(
+    m: Arc<MemberState>,
+    req: MemberListRequest,
+) -> Result<MemberListResponse, EtcdError> {
+    if req.linearizable {
+        m.read_index().await?;
+    }
+    // etcd's member list header carries no revision.
+    Ok(MemberListResponse { header: m.header(0), members: m.members.clone() })
+}
+
 #[derive(Debug, Clone)]
 pub struct MaintenanceService(pub Arc<MemberState>);
 

@@ -150,19 +150,19 @@ impl Server {
         self.child.as_ref().map_or(0, Child::id)
     }
 
-    /// Waits for the process to exit by itself; false on timeout.
-    pub fn wait_exit(&mut self, limit: Duration) -> bool {
+    /// Waits for the process to exit by itself; its exit code, or None on timeout.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if let Some(c) = self.child.as_mut() {
-                if matches!(c.try_wait(), Ok(Some(_))) {
+                if let Ok(Some(status)) = c.try_wait() {
                     self.child = None;
-                    return true;
+                    return Some(status.code().unwrap_or(-1));
                 }
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        false
+        None
     }
 
     pub fn restart(&mut self) {

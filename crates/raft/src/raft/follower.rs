@@ -49,7 +49,8 @@ impl<S: Storage> Raft<S> {
 
     pub(super) fn step_follower(&mut self, mut m: Message) -> Result<(), Error> {
         match m.msg_type {
-            MessageType::Prop => {
+            // Proposals and reads go to the leader; without one they are dropped and the caller retries.
+            MessageType::Prop | MessageType::ReadIndex => {
                 if self.lead == 0 {
                     return Err(Error::ProposalDropped);
                 }
@@ -78,13 +79,6 @@ impl<S: Storage> Raft<S> {
             MessageType::TimeoutNow => {
                 // The leader handed over: campaign now, even inside a lease.
                 self.hup(true);
-            }
-            MessageType::ReadIndex => {
-                if self.lead == 0 {
-                    return Err(Error::ProposalDropped);
-                }
-                m.to = self.lead;
-                self.send(m);
             }
             MessageType::ReadIndexResp => {
                 let ctx = m.entries.first().map(|e| e.data.clone()).unwrap_or_default();

@@ -17,7 +17,8 @@ use cairn_api::etcdserverpb::{
     CompactionResponse, Compare, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
     RangeRequest, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
-use cairn_api::mvccpb::KeyValue;
+use cairn_api::mvccpb::event::EventType;
+use cairn_api::mvccpb::{Event, KeyValue};
 use cairn_storage::Table;
 use prost::Message;
 
@@ -40,6 +41,14 @@ impl LeaseLookup for NoLeases {
     fn lease_exists(&self, _id: i64) -> bool {
         false
     }
+}
+
+/// A key whose lease changed: the server keeps its lessor's attachments in step (0 = no lease).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseChange {
+    pub key: Vec<u8>,
+    pub old: i64,
+    pub new: i64,
 }
 
 /// One etcd write transaction inside the batch.
@@ -81,6 +90,13 @@ pub struct Batch<'a> {
     /// `key` table entries compaction removes.
     key_deletes: Vec<Vec<u8>>,
     meta_puts: BTreeMap<&'static [u8], Vec<u8>>,
+    /// Writes to tables other than `key` and `meta` (leases, members), committed in the same transaction.
+    other_puts: Vec<(Table, Vec<u8>, Vec<u8>)>,
+    other_deletes: Vec<(Table, Vec<u8>)>,
+    /// The batch's events, for watchers; None when nobody watches (decided at the start: watchers register
+    /// under the store's read lock, so none can appear while the batch holds the write lock).
+    events: Option<Vec<Event>>,
+    lease_changes: Vec<LeaseChange>,
 }
 
 /// The batch's view of values: its own writes over the committed backend.
@@ -107,7 +123,36 @@ impl<'a> Batch<'a> {
             key_puts: BTreeMap::new(),
             key_deletes: Vec::new(),
             meta_puts: BTreeMap::new(),
+            other_puts: Vec::new(),
+            other_deletes: Vec::new(),
+            events: (!store.hub.is_empty()).then(Vec::new),
+            lease_changes: Vec::new(),
         }
+    }
+
+    pub fn consistent_index(&self) -> u64 {
+        self.state.consistent_index
+    }
+
+    pub fn term(&self) -> u64 {
+        self.state.term
+    }
+
+    /// Writes `key` -> `value` into another crate's table (not `key` or `meta`) in this batch's transaction.
+    pub fn put_raw(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) {
+        debug_assert!(!matches!(table, Table::Key | Table::Meta), "mvcc owns the key and meta tables");
+        self.other_puts.push((table, key, value));
+    }
+
+    /// Deletes `key` from another crate's table in this batch's transaction.
+    pub fn delete_raw(&mut self, table: Table, key: Vec<u8>) {
+        debug_assert!(!matches!(table, Table::Key | Table::Meta), "mvcc owns the key and meta tables");
+        self.other_deletes.push((table, key));
+    }
+
+    /// Keys whose lease changed since the last call (puts with another lease, deletes of leased keys).
+    pub fn take_lease_changes(&mut self) -> Vec<LeaseChange> {
+        std::mem::take(&mut self.lease_changes)
     }
 
     /// The revision of the last change in the batch (or of the store, if none).
@@ -169,14 +214,34 @@ impl<'a> Batch<'a> {
         self.meta_puts.insert(meta::TERM, term.to_be_bytes().to_vec());
     }
 
-    /// Writes the batch to the backend; `durable` waits for fsync.
+    /// Writes the batch to the backend (`durable` waits for fsync) and hands its events to watchers.
     pub fn commit(self, durable: bool) -> Result<(), MvccError> {
-        let mut tx = self.store.backend.begin_write()?;
+        self.commit_then(durable, || Ok(()))
+    }
+
+    /// As [`Batch::commit`], then runs `then` before writers may start again.
+    pub(crate) fn commit_then(
+        self,
+        durable: bool,
+        then: impl FnOnce() -> Result<(), MvccError>,
+    ) -> Result<(), MvccError> {
+        let mut tx = self.store.backend().begin_write()?;
         tx.delete_all(Table::Key, self.key_deletes.iter().map(Vec::as_slice))?;
         tx.put_all(Table::Key, self.key_puts.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))?;
         tx.put_all(Table::Meta, self.meta_puts.iter().map(|(k, v)| (*k, v.as_slice())))?;
+        for (table, k, v) in &self.other_puts {
+            tx.put_all(*table, [(k.as_slice(), v.as_slice())])?;
+        }
+        for (table, k) in &self.other_deletes {
+            tx.delete_all(*table, [k.as_slice()])?;
+        }
         tx.commit(durable)?;
-        Ok(())
+        // Still under the write lock: watchers get batches in commit order.
+        match &self.events {
+            Some(events) => self.store.hub.notify(events, self.state.current_rev),
+            None => self.store.hub.advance(self.state.current_rev),
+        }
+        then()
     }
 
     pub(crate) fn finish_compaction(&mut self, at: i64) -> Result<(), MvccError> {
@@ -213,7 +278,7 @@ impl<'a> Batch<'a> {
     }
 
     fn committed(&self) -> Result<Committed, MvccError> {
-        Ok(Committed { tx: self.store.backend.begin_read()? })
+        Ok(Committed { tx: self.store.backend().begin_read()? })
     }
 
     fn finish(&mut self, w: WriteTxn) {
@@ -280,6 +345,13 @@ impl<'a> Batch<'a> {
         };
         self.state.index.put(&req.key, rev);
         self.key_puts.insert(rev.to_bytes(false), kv.encode_to_vec());
+        let old_lease = prev.as_ref().map_or(0, |p| p.lease);
+        if old_lease != lease {
+            self.lease_changes.push(LeaseChange { key: req.key.clone(), old: old_lease, new: lease });
+        }
+        if let Some(events) = &mut self.events {
+            events.push(Event { r#type: EventType::Put.into(), kv: Some(kv.clone()), prev_kv: prev.clone() });
+        }
         self.pending.insert(rev, kv);
         Ok(PutResponse { header: header(rev.main), prev_kv: if req.prev_kv { prev } else { None } })
     }
@@ -295,19 +367,32 @@ impl<'a> Batch<'a> {
             keys.push((k.to_vec(), at.modified));
             true
         });
-        let mut prev_kvs = Vec::new();
-        if req.prev_kv {
+        // The deleted values: for prev_kv, for watchers, and to detach leased keys.
+        let mut prev_kvs = Vec::with_capacity(keys.len());
+        {
             let source = Overlay { pending: &self.pending, committed };
             for (_, rev) in &keys {
                 prev_kvs.push(source.kv(*rev)?);
             }
         }
-        for (key, _) in &keys {
+        for ((key, _), prev) in keys.iter().zip(&prev_kvs) {
             let rev = w.next_rev();
             let tombstoned = self.state.index.tombstone(key, rev);
             debug_assert!(tombstoned, "a key visible at the read revision is alive");
             let tombstone = KeyValue { key: key.clone(), ..Default::default() };
             self.key_puts.insert(rev.to_bytes(true), tombstone.encode_to_vec());
+            if prev.lease != 0 {
+                self.lease_changes.push(LeaseChange { key: key.clone(), old: prev.lease, new: 0 });
+            }
+            if let Some(events) = &mut self.events {
+                let kv = KeyValue { key: key.clone(), mod_revision: rev.main, ..Default::default() };
+                let ev =
+                    Event { r#type: EventType::Delete.into(), kv: Some(kv), prev_kv: Some(prev.clone()) };
+                events.push(ev);
+            }
+        }
+        if !req.prev_kv {
+            prev_kvs.clear();
         }
         let deleted =
             i64::try_from(keys.len()).map_err(|_| MvccError::Corrupt("delete count overflow".into()))?;

@@ -10,7 +10,10 @@
 //! - `range`: etcd's Range (filters, sort, limit, count) over the index and a source of values.
 //! - [`store`]: [`Store`]: opening (rebuilding the index), concurrent reads, revision counters.
 //! - [`batch`]: [`Batch`]: the write path (put, delete, txn, compact) applied as one backend transaction
-//!   together with the consistent index.
+//!   together with the consistent index; it collects the events watchers get and the keys whose lease changed.
+//! - [`watch`]: the watchers (synced / unsynced groups, delivery through non-blocking [`WatchSink`]s).
+//! - `watchable`: the store's watch API and catch-up from the backend's history.
+//! - `snapshot`: consistent backend copies for raft snapshots, and installing a received one.
 //!
 //! It must not know raft, leases or the network: the server decides what to apply and when, leases are asked
 //! through [`LeaseLookup`], and request validation (empty keys, sizes, duplicate keys) happens at the gRPC edge.
@@ -19,11 +22,16 @@ pub mod batch;
 pub mod key_index;
 mod range;
 pub mod revision;
+mod snapshot;
 pub mod store;
+pub mod watch;
+mod watchable;
 
-pub use batch::{Batch, LeaseLookup, NoLeases};
+pub use batch::{Batch, LeaseChange, LeaseLookup, NoLeases};
 pub use revision::Revision;
+pub use snapshot::SnapshotPoint;
 pub use store::Store;
+pub use watch::{WatchMessage, WatchSink, WatchSpec, WatcherId};
 
 /// Why a read or write was refused, or the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +47,9 @@ pub enum MvccError {
     LeaseNotFound,
     #[error(transparent)]
     Backend(#[from] cairn_storage::BackendError),
+    /// Copying or installing a snapshot file.
+    #[error("mvcc: {0}")]
+    Io(String),
     /// The backend holds something cairn never writes: stop rather than serve it.
     #[error("mvcc: corrupt store: {0}")]
     Corrupt(String),

@@ -15,6 +15,7 @@ use prost::Message;
 use crate::key_index::TreeIndex;
 use crate::range::{self, KvSource};
 use crate::revision::Revision;
+use crate::watch::WatchHub;
 use crate::{Batch, MvccError};
 
 /// `meta` table keys (documented in docs/design.md).
@@ -40,74 +41,103 @@ pub(crate) struct State {
 /// An MVCC key-value store over a [`Backend`]. Send + Sync.
 #[derive(Debug)]
 pub struct Store {
-    pub(crate) backend: Arc<Backend>,
+    /// Replaced whole when a raft snapshot is installed; readers clone the Arc and keep their own view.
+    backend: RwLock<Arc<Backend>>,
     pub(crate) state: RwLock<State>,
+    pub(crate) hub: WatchHub,
+}
+
+/// The state a backend holds: its index and counters, and a compaction it had decided but not finished.
+fn load_state(backend: &Backend) -> Result<(State, Option<i64>), MvccError> {
+    let tx = backend.begin_read()?;
+    let read_u64 = |key: &[u8]| -> Result<u64, MvccError> {
+        match tx.get(Table::Meta, key)? {
+            None => Ok(0),
+            Some(v) => Ok(u64::from_be_bytes(
+                v.as_slice()
+                    .try_into()
+                    .map_err(|_| MvccError::Corrupt(format!("meta {key:?} is not 8 bytes")))?,
+            )),
+        }
+    };
+    let consistent_index = read_u64(meta::CONSISTENT_INDEX)?;
+    let term = read_u64(meta::TERM)?;
+    // A revision in meta; -1 (etcd's "never compacted") when absent.
+    let read_rev = |key: &[u8]| -> Result<i64, MvccError> {
+        if tx.get(Table::Meta, key)?.is_none() {
+            return Ok(-1);
+        }
+        let v = read_u64(key)?;
+        i64::try_from(v).map_err(|_| MvccError::Corrupt(format!("revision {v} out of range")))
+    };
+    let scheduled = read_rev(meta::SCHEDULED_COMPACT_REV)?;
+    let finished = read_rev(meta::FINISHED_COMPACT_REV)?;
+
+    let mut index = TreeIndex::default();
+    // A fresh store is at revision 1, as etcd's: the first write is revision 2.
+    let mut current_rev = scheduled.max(finished).max(1);
+    let mut corrupt = None;
+    tx.for_each(Table::Key, .., |rev_bytes, value| {
+        let parsed = Revision::from_bytes(rev_bytes).zip(KeyValue::decode(value).ok());
+        let Some(((rev, tombstone), kv)) = parsed else {
+            corrupt = Some(format!("undecodable key table entry at {rev_bytes:?}"));
+            return false;
+        };
+        if tombstone {
+            index.restore_tombstone(&kv.key, rev);
+        } else {
+            index.restore_put(&kv.key, rev, kv.create_revision, kv.version);
+        }
+        current_rev = current_rev.max(rev.main);
+        true
+    })?;
+    if let Some(msg) = corrupt {
+        return Err(MvccError::Corrupt(msg));
+    }
+    let state = State { index, current_rev, compact_rev: finished, consistent_index, term };
+    Ok((state, (scheduled > finished).then_some(scheduled)))
 }
 
 impl Store {
     /// Opens the store, rebuilding the key index from the backend's `key` table.
     pub fn open(backend: Arc<Backend>) -> Result<Store, MvccError> {
-        let tx = backend.begin_read()?;
-        let read_u64 = |key: &[u8]| -> Result<u64, MvccError> {
-            match tx.get(Table::Meta, key)? {
-                None => Ok(0),
-                Some(v) => Ok(u64::from_be_bytes(
-                    v.as_slice()
-                        .try_into()
-                        .map_err(|_| MvccError::Corrupt(format!("meta {key:?} is not 8 bytes")))?,
-                )),
-            }
-        };
-        let consistent_index = read_u64(meta::CONSISTENT_INDEX)?;
-        let term = read_u64(meta::TERM)?;
-        // A revision in meta; -1 (etcd's "never compacted") when absent.
-        let read_rev = |key: &[u8]| -> Result<i64, MvccError> {
-            if tx.get(Table::Meta, key)?.is_none() {
-                return Ok(-1);
-            }
-            let v = read_u64(key)?;
-            i64::try_from(v).map_err(|_| MvccError::Corrupt(format!("revision {v} out of range")))
-        };
-        let scheduled = read_rev(meta::SCHEDULED_COMPACT_REV)?;
-        let finished = read_rev(meta::FINISHED_COMPACT_REV)?;
-
-        let mut index = TreeIndex::default();
-        // A fresh store is at revision 1, as etcd's: the first write is revision 2.
-        let mut current_rev = scheduled.max(finished).max(1);
-        let mut corrupt = None;
-        tx.for_each(Table::Key, .., |rev_bytes, value| {
-            let parsed = Revision::from_bytes(rev_bytes).zip(KeyValue::decode(value).ok());
-            let Some(((rev, tombstone), kv)) = parsed else {
-                corrupt = Some(format!("undecodable key table entry at {rev_bytes:?}"));
-                return false;
-            };
-            if tombstone {
-                index.restore_tombstone(&kv.key, rev);
-            } else {
-                index.restore_put(&kv.key, rev, kv.create_revision, kv.version);
-            }
-            current_rev = current_rev.max(rev.main);
-            true
-        })?;
-        if let Some(msg) = corrupt {
-            return Err(MvccError::Corrupt(msg));
-        }
+        let (state, unfinished) = load_state(&backend)?;
         let store = Store {
-            backend,
-            state: RwLock::new(State { index, current_rev, compact_rev: finished, consistent_index, term }),
+            backend: RwLock::new(backend),
+            hub: WatchHub::new(state.current_rev),
+            state: RwLock::new(state),
         };
-        if scheduled > finished {
-            // A compaction was decided but the process stopped before it finished: finish it now.
-            tracing::info!(scheduled, finished, "resuming interrupted compaction");
-            let mut batch = store.begin_batch();
-            batch.finish_compaction(scheduled)?;
-            batch.commit(true)?;
-        }
+        store.finish_interrupted_compaction(unfinished)?;
         Ok(store)
     }
 
-    pub fn backend(&self) -> &Arc<Backend> {
-        &self.backend
+    pub(crate) fn finish_interrupted_compaction(&self, unfinished: Option<i64>) -> Result<(), MvccError> {
+        if let Some(scheduled) = unfinished {
+            // A compaction was decided but the process stopped before it finished: finish it now.
+            tracing::info!(scheduled, "resuming interrupted compaction");
+            let mut batch = self.begin_batch();
+            batch.finish_compaction(scheduled)?;
+            batch.commit(true)?;
+        }
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Arc<Backend> {
+        Arc::clone(&self.backend.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Swaps in another backend (a received raft snapshot) and rebuilds the index from it. The caller holds the
+    /// state's write lock, so no reader sees a mix of the two. Returns a compaction to finish, as [`Store::open`].
+    pub(crate) fn replace_backend(
+        &self,
+        state: &mut State,
+        backend: Arc<Backend>,
+    ) -> Result<Option<i64>, MvccError> {
+        let (new_state, unfinished) = load_state(&backend)?;
+        *state = new_state;
+        *self.backend.write().unwrap_or_else(std::sync::PoisonError::into_inner) = backend;
+        self.hub.reset(state.current_rev);
+        Ok(unfinished)
     }
 
     pub fn consistent_index(&self) -> u64 {
@@ -134,7 +164,7 @@ impl Store {
     /// A Range as etcd answers it; the header carries only the revision (the server fills in the rest).
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, MvccError> {
         let state = self.read_state();
-        let source = Committed { tx: self.backend.begin_read()? };
+        let source = Committed { tx: self.backend().begin_read()? };
         range::range(&state, &source, req, state.current_rev)
     }
 
@@ -149,7 +179,7 @@ impl Store {
         self.state.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn write_state(&self) -> RwLockWriteGuard<'_, State> {
+    pub(crate) fn write_state(&self) -> RwLockWriteGuard<'_, State> {
         self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }

@@ -30,7 +30,7 @@ pub fn mvcc_to_etcd(e: &MvccError) -> EtcdError {
         MvccError::KeyNotFound => EtcdError::KeyNotFound,
         MvccError::LeaseNotFound => EtcdError::LeaseNotFound,
         MvccError::Corrupt(_) => EtcdError::Corrupt,
-        MvccError::Backend(_) => EtcdError::Stopped,
+        MvccError::Backend(_) | MvccError::Io(_) => EtcdError::Stopped,
     }
 }
 

@@ -158,6 +158,21 @@ fn segments_roll_and_release_keeps_state_and_later_entries() {
 }
 
 #[test]
+fn a_snapshot_marker_past_the_last_entry_starts_the_log_anew() {
+    // A follower far behind installs the leader's snapshot at 100, then appends from 101.
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = Wal::create(dir.path(), b"m", small()).unwrap();
+    wal.save(None, &[entry(1, 1), entry(2, 1)]).unwrap();
+    wal.save_snapshot(SnapshotMarker { index: 100, term: 2, data: Vec::new() }).unwrap();
+    wal.save(Some(&HardState { term: 2, vote: 0, commit: 101 }), &[entry(101, 2)]).unwrap();
+    wal.sync().unwrap();
+    drop(wal);
+    let (_, c) = Wal::open(dir.path(), small()).unwrap();
+    assert_eq!(c.snapshot.map(|s| s.index), Some(100));
+    assert_eq!(c.entries, vec![entry(101, 2)]);
+}
+
+#[test]
 fn a_failed_fsync_poisons_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let fail = Arc::new(AtomicBool::new(false));

@@ -471,6 +471,9 @@ fn apply_record(
         Record::HardState(h) => contents.hard_state = h,
         Record::Snapshot(s) => {
             if contents.snapshot.as_ref().is_none_or(|old| s.index >= old.index) {
+                // The snapshot covers everything up to its index: a follower that installed one from the
+                // leader has older entries (a gap before it), and its log goes on right after the marker.
+                contents.entries.retain(|e| e.index > s.index);
                 contents.snapshot = Some(s);
             }
         }

@@ -21,6 +21,8 @@ use crate::key_index::KeyRange;
 
 /// Events read from the backend per catch-up round (whole revisions: a round may end a little past it).
 pub const SYNC_EVENTS: usize = 10_000;
+/// Bytes of key-values read per catch-up round, likewise: keeps each catch-up message of a modest size.
+pub const SYNC_BYTES: usize = 1 << 20;
 /// Unsynced watchers served per catch-up round (etcd's maxWatchersPerSync).
 pub const SYNC_WATCHERS: usize = 512;
 

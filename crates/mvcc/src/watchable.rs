@@ -10,7 +10,7 @@ use prost::Message;
 
 use crate::revision::Revision;
 use crate::store::{meta, Store};
-use crate::watch::{event_revision, WatchSink, WatchSpec, WatcherId, SYNC_EVENTS};
+use crate::watch::{event_revision, WatchSink, WatchSpec, WatcherId, SYNC_BYTES, SYNC_EVENTS};
 use crate::MvccError;
 
 impl Store {
@@ -65,13 +65,14 @@ impl Store {
         Ok(self.hub.deliver(&pending, &history, scanned_to, compact_rev))
     }
 
-    /// Events from revision `from` on, whole revisions, at most about [`SYNC_EVENTS`]; and the last revision
-    /// the read covers completely.
+    /// Events from revision `from` on, whole revisions, at most about [`SYNC_EVENTS`] and [`SYNC_BYTES`]; and
+    /// the last revision the read covers completely.
     fn read_history(&self, tx: &ReadTx, from: i64) -> Result<(Vec<Event>, i64), MvccError> {
         let start = Revision::new(from.max(0), 0).to_bytes(false);
         let mut events: Vec<Event> = Vec::new();
         let mut last_complete = from - 1;
         let mut cut = false;
+        let mut bytes = 0usize;
         let mut corrupt = None;
         tx.for_each(Table::Key, start.as_slice().., |k, v| {
             let parsed = Revision::from_bytes(k).zip(KeyValue::decode(v).ok());
@@ -84,11 +85,12 @@ impl Store {
                 if let Some(p) = prev_rev {
                     last_complete = p;
                 }
-                if events.len() >= SYNC_EVENTS {
+                if events.len() >= SYNC_EVENTS || bytes >= SYNC_BYTES {
                     cut = true;
                     return false;
                 }
             }
+            bytes += k.len() + v.len();
             events.push(if tombstone {
                 let kv = KeyValue { key: kv.key, mod_revision: rev.main, ..Default::default() };
                 Event { r#type: EventType::Delete.into(), kv: Some(kv), prev_kv: None }

@@ -53,6 +53,14 @@ pub struct Config {
     /// Number of committed transactions to trigger a snapshot to disk.
     #[arg(long, env = "ETCD_SNAPSHOT_COUNT", default_value_t = 100_000)]
     pub snapshot_count: u64,
+    /// Number of entries a leader keeps after a snapshot for slow followers to catch up by log.
+    #[arg(
+        long = "experimental-snapshot-catchup-entries",
+        visible_alias = "snapshot-catchup-entries",
+        env = "ETCD_EXPERIMENTAL_SNAPSHOT_CATCHUP_ENTRIES",
+        default_value_t = 5000
+    )]
+    pub snapshot_catchup_entries: u64,
     /// Raise alarms when backend size exceeds the given quota (0 defaults to the low space quota).
     #[arg(long, env = "ETCD_QUOTA_BACKEND_BYTES", default_value_t = 0)]
     pub quota_backend_bytes: i64,
@@ -93,6 +101,7 @@ struct FileConfig {
     heartbeat_interval: Option<u64>,
     election_timeout: Option<u64>,
     snapshot_count: Option<u64>,
+    experimental_snapshot_catchup_entries: Option<u64>,
     quota_backend_bytes: Option<i64>,
     max_request_bytes: Option<u32>,
     max_txn_ops: Option<u32>,
@@ -148,6 +157,9 @@ impl Config {
                 log_level,
                 logger
             );
+            if let Some(n) = f.experimental_snapshot_catchup_entries {
+                self.snapshot_catchup_entries = n;
+            }
             self.data_dir = f.data_dir.or(self.data_dir);
             self.wal_dir = f.wal_dir.or(self.wal_dir);
             self.log_format = f.log_format.or(self.log_format);

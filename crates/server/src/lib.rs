@@ -9,16 +9,26 @@
 //! - [`kv`], [`maintenance`]: the KV, Maintenance and Cluster gRPC services.
 //! - [`http`]: `/health`, `/version` and the JSON gateway.
 //! - [`server`]: listeners, the services on one port, signals and shutdown.
+//! - [`bootstrap`]: new cluster, joining an existing one, or restarting from the WAL, as etcd decides.
+//! - [`membership`]: members' names and URLs, durable in the backend, changed by applied conf changes.
+//! - [`membership_api`]: MemberAdd/Remove/Update/Promote and MoveLeader with etcd's checks.
+//! - [`transport`]: raft messages and snapshots between members (gRPC streams on the peer port).
+//! - [`wire`]: raft's messages to and from their protobuf form.
 //! - [`error`]: the server's errors and the one mapping of other crates' errors to etcd's.
 //!
 //! It alone wires raft, storage and mvcc together; none of them knows the others.
 
+pub mod bootstrap;
 pub mod config;
 pub mod error;
 pub mod http;
 pub mod kv;
 pub mod maintenance;
 pub mod member;
+pub mod membership;
+pub mod membership_api;
 pub mod node;
 pub mod server;
+pub mod transport;
 pub mod validate;
+pub mod wire;

@@ -1,6 +1,7 @@
-//! The Maintenance and Cluster services: what etcdctl's endpoint and member commands need. The rest of both
-//! services (defragment, hash, snapshot, move-leader, membership changes) answer Unimplemented until their
-//! issues land.
+//! The Maintenance and Cluster services: what etcdctl's endpoint, member and move-leader commands need.
+//! Membership changes are validated here with etcd's errors, then proposed as raft conf changes and answered
+//! once applied. The rest of Maintenance (defragment, hash, snapshot) answers Unimplemented until its issue
+//! lands.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -9,7 +10,10 @@ use cairn_api::etcdserverpb::alarm_request::AlarmAction;
 use cairn_api::etcdserverpb::cluster_server::Cluster;
 use cairn_api::etcdserverpb::maintenance_server::Maintenance;
 use cairn_api::etcdserverpb::{
-    AlarmRequest, AlarmResponse, MemberListRequest, MemberListResponse, StatusRequest, StatusResponse,
+    AlarmRequest, AlarmResponse, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
+    MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse,
+    MemberUpdateRequest, MemberUpdateResponse, MoveLeaderRequest, MoveLeaderResponse, StatusRequest,
+    StatusResponse,
 };
 use cairn_api::EtcdError;
 use tonic::{Request, Response, Status};
@@ -30,7 +34,7 @@ pub fn status(m: &MemberState) -> Result<StatusResponse, EtcdError> {
         raft_applied_index: m.shared.applied_index.load(Ordering::SeqCst),
         errors: Vec::new(),
         db_size_in_use: i64::try_from(in_use).unwrap_or(i64::MAX),
-        is_learner: false,
+        is_learner: m.shared.is_learner.load(Ordering::SeqCst),
         storage_version: STORAGE_VERSION.into(),
         db_size_quota: m.quota_bytes,
         downgrade_info: None,
@@ -50,7 +54,7 @@ pub async fn member_list(
         m.read_index().await?;
     }
     // etcd's member list header carries no revision.
-    Ok(MemberListResponse { header: m.header(0), members: m.members.clone() })
+    Ok(MemberListResponse { header: m.header(0), members: m.shared.members().list() })
 }
 
 #[derive(Debug, Clone)]
@@ -72,6 +76,13 @@ impl Maintenance for MaintenanceService {
             _ => Err(Status::unimplemented("alarm activation and deactivation are not implemented yet")),
         }
     }
+
+    async fn move_leader(
+        &self,
+        req: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
+        Ok(Response::new(crate::membership_api::move_leader(&self.0, req.into_inner().target_id).await?))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -83,10 +94,34 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberListRequest>,
     ) -> Result<Response<MemberListResponse>, Status> {
-        if req.get_ref().linearizable {
-            self.0.read_index().await?;
-        }
-        // etcd's member list header carries no revision.
-        Ok(Response::new(MemberListResponse { header: self.0.header(0), members: self.0.members.clone() }))
+        Ok(Response::new(member_list(Arc::clone(&self.0), req.into_inner()).await?))
+    }
+
+    async fn member_add(
+        &self,
+        req: Request<MemberAddRequest>,
+    ) -> Result<Response<MemberAddResponse>, Status> {
+        Ok(Response::new(crate::membership_api::add(&self.0, req.into_inner()).await?))
+    }
+
+    async fn member_remove(
+        &self,
+        req: Request<MemberRemoveRequest>,
+    ) -> Result<Response<MemberRemoveResponse>, Status> {
+        Ok(Response::new(crate::membership_api::remove(&self.0, req.into_inner().id).await?))
+    }
+
+    async fn member_update(
+        &self,
+        req: Request<MemberUpdateRequest>,
+    ) -> Result<Response<MemberUpdateResponse>, Status> {
+        Ok(Response::new(crate::membership_api::update(&self.0, req.into_inner()).await?))
+    }
+
+    async fn member_promote(
+        &self,
+        req: Request<MemberPromoteRequest>,
+    ) -> Result<Response<MemberPromoteResponse>, Status> {
+        crate::membership_api::promote(&self.0, req.into_inner().id).await.map(Response::new)
     }
 }

@@ -12,12 +12,15 @@ use cairn_api::EtcdError;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::node::{ApplyResult, Command, Shared};
+use cairn_raft::{ConfChange, ConfChangeType};
+
+/// How long a publish attempt waits before proposing again.
+const PUBLISH_RETRY: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 pub struct MemberState {
     pub tx: mpsc::Sender<Command>,
     pub shared: Arc<Shared>,
-    pub members: Vec<Member>,
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
     pub quota_bytes: i64,
@@ -60,6 +63,50 @@ impl MemberState {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(EtcdError::Stopped),
             Err(_) => Err(EtcdError::Timeout),
+        }
+    }
+
+    /// Proposes a membership change and waits until it is applied.
+    pub async fn conf_change(&self, change: ConfChange, member: Option<Member>) -> Result<(), EtcdError> {
+        self.check_running()?;
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Command::ConfChange { change, member, reply }).await.map_err(|_| EtcdError::Stopped)?;
+        match tokio::time::timeout(self.request_timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(EtcdError::Stopped),
+            Err(_) => Err(EtcdError::Timeout),
+        }
+    }
+
+    /// Makes this member's name and client URLs known to the cluster (etcd's publish), retrying until the
+    /// applied membership shows them. Runs for the member's life; ends once published.
+    pub async fn publish(self: Arc<Self>, name: String, client_urls: Vec<String>) {
+        let me = self.shared.member_id;
+        loop {
+            let published = self.shared.membership.read().is_ok_and(|m| {
+                m.members.get(&me).is_some_and(|m| m.name == name && m.client_ur_ls == client_urls)
+            });
+            if published {
+                tracing::info!(name, "published local member to the cluster");
+                return;
+            }
+            if self.shared.leader.load(Ordering::SeqCst) != 0 {
+                let change =
+                    ConfChange { change_type: ConfChangeType::UpdateNode, node_id: me, context: Vec::new() };
+                let member = Member {
+                    id: me,
+                    name: name.clone(),
+                    client_ur_ls: client_urls.clone(),
+                    ..Member::default()
+                };
+                // A conf change proposed while another is pending is dropped by raft: retry soon.
+                match tokio::time::timeout(PUBLISH_RETRY, self.conf_change(change, Some(member))).await {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(e)) => tracing::debug!(error = %e, "publishing the local member failed; retrying"),
+                    Err(_) => tracing::debug!("publishing the local member timed out; retrying"),
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 

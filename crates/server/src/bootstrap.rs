@@ -1,0 +1,106 @@
+//! How a member starts, as etcd decides it: with a WAL it restarts as the member the WAL names; without one,
+//! `--initial-cluster-state new` bootstraps the cluster `--initial-cluster` describes (ids derived from the
+//! peer URLs and `--initial-cluster-token`), and `existing` joins a running cluster: it asks the listed peers
+//! for the member list (the Cluster service on their peer URLs), finds itself there by its peer URLs (added
+//! beforehand with `etcdctl member add`) and takes the cluster's id.
+
+use std::time::Duration;
+
+use cairn_api::etcdserverpb::cluster_client::ClusterClient;
+use cairn_api::etcdserverpb::{Member, MemberListRequest};
+use cairn_storage::Wal;
+
+use crate::config::{cluster_id, Config};
+use crate::error::ServerError;
+use crate::membership::Membership;
+
+/// Who this member is and what it starts from.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub member_id: u64,
+    pub cluster_id: u64,
+    pub membership: Membership,
+    /// No bootstrap: the member learns the log (or a snapshot) from the leader.
+    pub join: bool,
+}
+
+pub async fn plan(cfg: &Config) -> Result<Plan, ServerError> {
+    let initial = cfg.initial_members()?;
+    let me = initial
+        .iter()
+        .find(|m| m.name == cfg.name)
+        .ok_or_else(|| ServerError::Startup(format!("{} is not in --initial-cluster", cfg.name)))?;
+    let join = cfg.initial_cluster_state == "existing";
+    let members = initial.iter().map(|m| Member {
+        id: m.id,
+        name: m.name.clone(),
+        peer_ur_ls: m.peer_urls.clone(),
+        // Client URLs become known when each member publishes them through raft, as in etcd.
+        client_ur_ls: Vec::new(),
+        is_learner: false,
+    });
+    let derived = Plan {
+        member_id: me.id,
+        cluster_id: cluster_id(&initial.iter().map(|m| m.id).collect::<Vec<_>>()),
+        membership: Membership::from_members(members),
+        join,
+    };
+    if !join || Wal::exists(&cfg.wal_dir()) {
+        // A restart takes its ids from the WAL (the node checks them against these for a `new` cluster).
+        return Ok(derived);
+    }
+    let mut errors = Vec::new();
+    for peer in initial.iter().filter(|m| m.id != me.id) {
+        for url in &peer.peer_urls {
+            match fetch_members(url).await {
+                Ok((cid, list)) => {
+                    let Some(found) =
+                        list.iter().find(|m| m.peer_ur_ls.iter().any(|u| me.peer_urls.contains(u)))
+                    else {
+                        return Err(ServerError::Startup(format!(
+                            "member {} ({}) is not in the cluster's member list: add it first with \
+                             `etcdctl member add {} --peer-urls={}`",
+                            cfg.name,
+                            me.peer_urls.join(","),
+                            cfg.name,
+                            me.peer_urls.join(",")
+                        )));
+                    };
+                    let member_id = found.id;
+                    tracing::info!(
+                        member_id = format!("{member_id:x}"),
+                        cluster_id = format!("{cid:x}"),
+                        via = %url,
+                        "joining an existing cluster"
+                    );
+                    return Ok(Plan {
+                        member_id,
+                        cluster_id: cid,
+                        membership: Membership::from_members(list),
+                        join,
+                    });
+                }
+                Err(e) => errors.push(format!("{url}: {e}")),
+            }
+        }
+    }
+    Err(ServerError::Startup(format!(
+        "cannot fetch cluster info from peer urls (--initial-cluster-state=existing): {}",
+        errors.join("; ")
+    )))
+}
+
+async fn fetch_members(url: &str) -> Result<(u64, Vec<Member>), String> {
+    let endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())
+        .map_err(|e| e.to_string())?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(5));
+    let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
+    let resp = ClusterClient::new(channel)
+        .member_list(MemberListRequest { linearizable: false })
+        .await
+        .map_err(|s| s.message().to_owned())?
+        .into_inner();
+    let cid = resp.header.map(|h| h.cluster_id).ok_or("member list without a header")?;
+    Ok((cid, resp.members))
+}

@@ -4,11 +4,16 @@
 //! # Layout
 //! - [`Client`]: connection to one of several endpoints with failover, per-request timeout, auth token.
 //! - [`options`]: clientv3-style options ([`GetOptions`], [`PutOptions`], [`DeleteOptions`]) and [`Txn`].
+//! - [`rpc`]: one typed method per unary RPC of Lease, Cluster, Maintenance, Auth, Lock and Election.
+//! - [`stream`]: watch and lease keep-alive streams ([`stream::Duplex`]), snapshot and observe
+//!   ([`stream::ServerStream`]).
 //! - [`ClientError`]: etcd's errors decoded from gRPC status, and transport errors.
 //!
 //! It must not know the server: only the wire types of cairn-api.
 
 pub mod options;
+pub mod rpc;
+pub mod stream;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -27,6 +32,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 
 pub use options::{DeleteOptions, GetOptions, PutOptions, Txn, TxnOp};
+pub use stream::{Duplex, KeepAliveStream, ServerStream, WatchStream};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

@@ -1,0 +1,212 @@
+//! member add|remove|update|list|promote and endpoint health|status|hashkv (etcdctl's member_command.go and
+//! ep_command.go).
+
+use std::time::Instant;
+
+use cairn_api::etcdserverpb::{
+    AlarmRequest, HashKvRequest, MemberAddRequest, MemberPromoteRequest, MemberRemoveRequest,
+    MemberUpdateRequest,
+};
+use cairn_api::EtcdError;
+use cairn_client::{ClientError, GetOptions};
+
+use crate::cli::{EndpointArgs, EndpointCommand, MemberAddArgs, MemberCommand, MemberUpdateArgs, Positional};
+use crate::ctx::Ctx;
+use crate::error::{client_message, CtlError, ExitCode, Result};
+use crate::gofmt::{duration_string, quote};
+use crate::printer::{EpHashKv, EpHealth, EpStatus, Format};
+
+fn member_id(args: &[String]) -> Result<u64> {
+    let [arg] = args else {
+        return Err(CtlError::bad_args("member ID is not provided"));
+    };
+    u64::from_str_radix(arg, 16).map_err(|_| {
+        CtlError::bad_args(format!(
+            "bad member ID arg (strconv.ParseUint: parsing {}: invalid syntax), expecting ID in Hex",
+            quote(arg.as_bytes())
+        ))
+    })
+}
+
+pub async fn member(ctx: &mut Ctx, c: MemberCommand) -> Result<()> {
+    match c {
+        MemberCommand::Add(a) => add(ctx, a).await,
+        MemberCommand::Remove(a) => {
+            let id = member_id(&a.args)?;
+            let client = ctx.client().await?;
+            let resp = ctx.call(client.member_remove(MemberRemoveRequest { id })).await?;
+            ctx.printer.member_remove(&mut ctx.out, id, &resp)
+        }
+        MemberCommand::Update(a) => update(ctx, a).await,
+        MemberCommand::List(_) => {
+            let client = ctx.client().await?;
+            let resp = ctx.call(client.member_list()).await?;
+            ctx.printer.member_list(&mut ctx.out, &resp)
+        }
+        MemberCommand::Promote(a) => {
+            let id = member_id(&a.args)?;
+            let client = ctx.client().await?;
+            let resp = ctx.call(client.member_promote(MemberPromoteRequest { id })).await?;
+            ctx.printer.member_promote(&mut ctx.out, id, &resp)
+        }
+    }
+}
+
+async fn add(ctx: &mut Ctx, a: MemberAddArgs) -> Result<()> {
+    if a.args.len() != 1 {
+        return Err(CtlError::bad_args("member name not provided"));
+    }
+    let name = a.args[0].clone();
+    if a.peer_urls.is_empty() {
+        return Err(CtlError::bad_args("member peer urls not provided"));
+    }
+    let urls: Vec<String> = a.peer_urls.split(',').map(str::to_owned).collect();
+    let client = ctx.client().await?;
+    let resp =
+        ctx.call(client.member_add(MemberAddRequest { peer_ur_ls: urls, is_learner: a.learner })).await?;
+    if ctx.printer.format != Format::Simple {
+        return ctx.printer.member_add(&mut ctx.out, &resp);
+    }
+    let new = resp.member.clone().unwrap_or_default();
+    let cluster = resp.header.map_or(0, |h| h.cluster_id);
+    let as_learner = if new.is_learner { " as learner " } else { " " };
+    let mut text = format!("Member {:16x} added{as_learner}to cluster {cluster:16x}\n", new.id);
+    let mut conf = Vec::new();
+    for m in &resp.members {
+        for u in &m.peer_ur_ls {
+            let n = if m.id == new.id { &name } else { &m.name };
+            conf.push(format!("{n}={u}"));
+        }
+    }
+    text.push('\n');
+    text.push_str(&format!("ETCD_NAME={}\n", quote(name.as_bytes())));
+    text.push_str(&format!("ETCD_INITIAL_CLUSTER={}\n", quote(conf.join(",").as_bytes())));
+    text.push_str(&format!("ETCD_INITIAL_ADVERTISE_PEER_URLS={}\n", quote(a.peer_urls.as_bytes())));
+    text.push_str("ETCD_INITIAL_CLUSTER_STATE=\"existing\"\n");
+    ctx.out.extend_from_slice(text.as_bytes());
+    Ok(())
+}
+
+async fn update(ctx: &mut Ctx, a: MemberUpdateArgs) -> Result<()> {
+    let id = member_id(&a.args)?;
+    if a.peer_urls.is_empty() {
+        return Err(CtlError::bad_args("member peer urls not provided"));
+    }
+    let urls: Vec<String> = a.peer_urls.split(',').map(str::to_owned).collect();
+    let client = ctx.client().await?;
+    let resp = ctx.call(client.member_update(MemberUpdateRequest { id, peer_ur_ls: urls })).await?;
+    ctx.printer.member_update(&mut ctx.out, id, &resp)
+}
+
+/// `--endpoints`, or with `--cluster` every member's client URLs.
+pub async fn endpoints(ctx: &mut Ctx, cluster: bool) -> Result<Vec<String>> {
+    if !cluster {
+        return Ok(ctx.global.endpoints.clone());
+    }
+    let client = ctx.client().await?;
+    let resp = ctx.call(client.member_list()).await?;
+    Ok(resp.members.iter().flat_map(|m| m.client_ur_ls.iter().cloned()).collect())
+}
+
+pub async fn endpoint(ctx: &mut Ctx, a: EndpointArgs) -> Result<()> {
+    let eps = endpoints(ctx, a.cluster).await?;
+    match a.command {
+        EndpointCommand::Health(_) => health(ctx, eps).await,
+        EndpointCommand::Status(Positional { .. }) => {
+            let mut list = Vec::new();
+            let mut failed = false;
+            for ep in eps {
+                let r = match ctx.connect(std::slice::from_ref(&ep)).await {
+                    Ok(c) => ctx.call_raw(c.status()).await,
+                    Err(e) => Err(ClientError::Status(tonic::Status::unavailable(e.to_string()))),
+                };
+                match r {
+                    Ok(resp) => list.push(EpStatus { ep, resp }),
+                    Err(e) => {
+                        failed = true;
+                        let line =
+                            format!("Failed to get the status of endpoint {ep} ({})\n", client_message(&e));
+                        ctx.err.extend_from_slice(line.as_bytes());
+                    }
+                }
+            }
+            ctx.printer.endpoint_status(&mut ctx.out, &list)?;
+            exit_if(failed)
+        }
+        EndpointCommand::Hashkv(h) => {
+            let mut list = Vec::new();
+            let mut failed = false;
+            for ep in eps {
+                let r = match ctx.connect(std::slice::from_ref(&ep)).await {
+                    Ok(c) => ctx.call_raw(c.hash_kv(HashKvRequest { revision: h.rev })).await,
+                    Err(e) => Err(ClientError::Status(tonic::Status::unavailable(e.to_string()))),
+                };
+                match r {
+                    Ok(resp) => list.push(EpHashKv { ep, resp }),
+                    Err(e) => {
+                        failed = true;
+                        let line =
+                            format!("Failed to get the hash of endpoint {ep} ({})\n", client_message(&e));
+                        ctx.err.extend_from_slice(line.as_bytes());
+                    }
+                }
+            }
+            ctx.printer.endpoint_hashkv(&mut ctx.out, &list)?;
+            exit_if(failed)
+        }
+    }
+}
+
+/// etcdctl exits 1 without another message after printing what it could.
+fn exit_if(failed: bool) -> Result<()> {
+    if failed {
+        Err(CtlError::verbatim(ExitCode::Error as i32, ""))
+    } else {
+        Ok(())
+    }
+}
+
+async fn health(ctx: &mut Ctx, eps: Vec<String>) -> Result<()> {
+    let mut list = Vec::new();
+    for ep in eps {
+        let start = Instant::now();
+        let mut h = EpHealth { ep: ep.clone(), health: false, took: String::new(), error: String::new() };
+        let conn = ctx.connect(std::slice::from_ref(&ep)).await;
+        match conn {
+            Ok(c) => {
+                let r = ctx.call_raw(c.get("health", GetOptions::default())).await;
+                match r {
+                    Ok(_) | Err(ClientError::Etcd(EtcdError::PermissionDenied)) => h.health = true,
+                    Err(e) => h.error = client_message(&e),
+                }
+                if h.health {
+                    match ctx.call_raw(c.alarm(AlarmRequest::default())).await {
+                        Ok(a) if !a.alarms.is_empty() => {
+                            h.health = false;
+                            let names: Vec<String> = a
+                                .alarms
+                                .iter()
+                                .map(|x| crate::printer::alarm_name(x.alarm).to_owned())
+                                .collect();
+                            h.error = format!("Active Alarm(s): {}", names.join(" "));
+                        }
+                        Ok(_) => {}
+                        Err(_) => {
+                            h.health = false;
+                            h.error = "Unable to fetch the alarm list".into();
+                        }
+                    }
+                }
+            }
+            Err(e) => h.error = e.to_string(),
+        }
+        h.took = duration_string(start.elapsed());
+        list.push(h);
+    }
+    let failed = list.iter().any(|h| !h.error.is_empty());
+    ctx.printer.endpoint_health(&mut ctx.out, &mut ctx.err, &list)?;
+    if failed {
+        return Err(CtlError::new(ExitCode::Error, "unhealthy cluster"));
+    }
+    Ok(())
+}

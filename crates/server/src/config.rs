@@ -79,6 +79,15 @@ pub struct Config {
     /// Log output format: 'json' or 'text' (cairn's addition; --logger=capnslog also means text).
     #[arg(long, env = "ETCD_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Duration of periodic watch progress notifications (Go duration: 10m, 30s, 500ms).
+    #[arg(
+        long = "experimental-watch-progress-notify-interval",
+        visible_alias = "watch-progress-notify-interval",
+        env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL",
+        default_value = "10m",
+        value_parser = parse_go_duration
+    )]
+    pub watch_progress_notify_interval: std::time::Duration,
     /// Path to the server configuration file (YAML, etcd's keys). Flags and environment are ignored when set.
     #[arg(long, env = "ETCD_CONFIG_FILE")]
     pub config_file: Option<PathBuf>,
@@ -108,6 +117,7 @@ struct FileConfig {
     log_level: Option<String>,
     logger: Option<String>,
     log_format: Option<String>,
+    experimental_watch_progress_notify_interval: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +128,37 @@ pub enum ConfigError {
     ParseFile { path: PathBuf, source: serde_yaml::Error },
     #[error("{0}")]
     Invalid(String),
+}
+
+/// A Go duration as etcd's flags take it: a sequence of number+unit ("1h30m", "500ms", "10s").
+pub fn parse_go_duration(s: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("invalid duration {s:?}");
+    if s == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    if s.is_empty() {
+        return Err(bad());
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').ok_or_else(bad)?;
+        let number: f64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let seconds = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += number * seconds;
+        rest = &rest[unit_len..];
+    }
+    std::time::Duration::try_from_secs_f64(total).map_err(|_| bad())
 }
 
 /// One member of --initial-cluster.
@@ -163,6 +204,9 @@ impl Config {
             self.data_dir = f.data_dir.or(self.data_dir);
             self.wal_dir = f.wal_dir.or(self.wal_dir);
             self.log_format = f.log_format.or(self.log_format);
+            if let Some(d) = f.experimental_watch_progress_notify_interval {
+                self.watch_progress_notify_interval = parse_go_duration(&d).map_err(ConfigError::Invalid)?;
+            }
         }
         self.validate()?;
         Ok(self)
@@ -324,6 +368,21 @@ mod tests {
 
     fn parse(args: &[&str]) -> Config {
         Config::try_parse_from(std::iter::once("cairn").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn go_durations_parse_as_etcd_flags_take_them() {
+        use std::time::Duration;
+        assert_eq!(parse_go_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_go_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_go_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_go_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_go_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_go_duration("10").is_err());
+        assert!(parse_go_duration("ten minutes").is_err());
+        assert!(parse_go_duration("").is_err());
+        let c = parse(&["--watch-progress-notify-interval=2s"]);
+        assert_eq!(c.watch_progress_notify_interval, Duration::from_secs(2));
     }
 
     #[test]

@@ -1,23 +1,25 @@
 //! HTTP on the client port, as etcd serves it beside gRPC: `/health`, `/version`, and the JSON gateway for the
-//! KV paths (`/v3/kv/...`), `/v3/maintenance/status` and `/v3/cluster/member/list` in grpc-gateway's shape (proto field names, int64 as strings, bytes as base64; errors
+//! KV paths (`/v3/kv/...`), `/v3/watch`, `/v3/maintenance/status` and `/v3/cluster/member/list` in grpc-gateway's shape (proto field names, int64 as strings, bytes as base64; errors
 //! as `{"error","message","code"}`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use cairn_api::etcdserverpb::WatchRequest;
 use cairn_api::EtcdError;
+use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::Code;
 
 use crate::member::{MemberState, CLUSTER_VERSION, SERVER_VERSION};
-use crate::{kv, maintenance};
+use crate::{kv, lease, maintenance};
 
 pub fn router(m: Arc<MemberState>) -> Router {
     Router::new()
@@ -30,6 +32,15 @@ pub fn router(m: Arc<MemberState>) -> Router {
         .route("/v3/kv/compaction", post(|s, b| gateway(s, b, kv::compact)))
         .route("/v3/maintenance/status", post(|s, b| gateway(s, b, maintenance::status_request)))
         .route("/v3/cluster/member/list", post(|s, b| gateway(s, b, maintenance::member_list)))
+        .route("/v3/watch", post(watch))
+        .route("/v3/lease/grant", post(|s, b| gateway(s, b, lease::grant)))
+        .route("/v3/lease/revoke", post(|s, b| gateway(s, b, lease::revoke)))
+        .route("/v3/kv/lease/revoke", post(|s, b| gateway(s, b, lease::revoke)))
+        .route("/v3/lease/timetolive", post(|s, b| gateway(s, b, lease::time_to_live)))
+        .route("/v3/kv/lease/timetolive", post(|s, b| gateway(s, b, lease::time_to_live)))
+        .route("/v3/lease/leases", post(|s, b| gateway(s, b, lease::leases)))
+        .route("/v3/kv/lease/leases", post(|s, b| gateway(s, b, lease::leases)))
+        .route("/v3/lease/keepalive", post(lease_keep_alive))
         .with_state(m)
 }
 
@@ -46,6 +57,38 @@ async fn health(State(m): State<Arc<MemberState>>) -> Response {
 
 async fn version() -> Response {
     Json(serde_json::json!({ "etcdserver": SERVER_VERSION, "etcdcluster": CLUSTER_VERSION })).into_response()
+}
+
+/// The Watch stream over HTTP, as grpc-gateway serves it: the body holds one or more JSON WatchRequests, the
+/// response streams one `{"result": WatchResponse}` line per message until the client goes away.
+async fn watch(State(m): State<Arc<MemberState>>, body: Bytes) -> Response {
+    let mut requests = Vec::new();
+    for r in serde_json::Deserializer::from_slice(&body).into_iter::<WatchRequest>() {
+        match r {
+            Ok(r) => requests.push(r),
+            Err(e) => return error_response(Code::InvalidArgument, &e.to_string()),
+        }
+    }
+    // The request side stays open: watchers live as long as the response is read.
+    let requests = futures::stream::iter(requests).chain(futures::stream::pending());
+    let lines = crate::watch::serve(m, Box::pin(requests)).map(|resp| {
+        let mut line = serde_json::to_vec(&serde_json::json!({ "result": resp })).unwrap_or_default();
+        line.push(b'\n');
+        Ok::<_, std::convert::Infallible>(Bytes::from(line))
+    });
+    ([("content-type", "application/json")], Body::from_stream(lines)).into_response()
+}
+
+/// Keep-alive over HTTP: grpc-gateway streams it, so the answer is one `{"result": ...}` line.
+async fn lease_keep_alive(State(m): State<Arc<MemberState>>, body: Bytes) -> Response {
+    let req = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error_response(Code::InvalidArgument, &e.to_string()),
+    };
+    match lease::keep_alive_once(m, req).await {
+        Ok(resp) => Json(serde_json::json!({ "result": resp })).into_response(),
+        Err(e) => error_response(e.code(), e.message()),
+    }
 }
 
 /// Decodes the JSON body, runs the same function gRPC runs, encodes the answer.

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use cairn_api::cairnpb::internal_request::Request;
 use cairn_api::etcdserverpb::kv_server::Kv;
 use cairn_api::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
-    RangeRequest, RangeResponse, RangeStreamResponse, ResponseHeader, TxnRequest, TxnResponse,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantResponse,
+    LeaseRevokeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, RangeStreamResponse,
+    ResponseHeader, TxnRequest, TxnResponse,
 };
 use cairn_api::EtcdError;
 use tonic::codegen::BoxStream;
@@ -67,7 +68,7 @@ pub async fn compact(m: Arc<MemberState>, r: CompactionRequest) -> Result<Compac
 }
 
 /// A response whose header the server completes (the store fills in only the revision).
-trait WithHeader {
+pub(crate) trait WithHeader {
     fn header_mut(&mut self) -> &mut Option<ResponseHeader>;
 }
 
@@ -80,10 +81,17 @@ macro_rules! with_header {
         }
     )*};
 }
-with_header!(PutResponse, DeleteRangeResponse, TxnResponse, CompactionResponse);
+with_header!(
+    PutResponse,
+    DeleteRangeResponse,
+    TxnResponse,
+    CompactionResponse,
+    LeaseGrantResponse,
+    LeaseRevokeResponse
+);
 
 /// Proposes a write, waits for it to apply, and completes the header of its response.
-async fn write<T: WithHeader>(
+pub(crate) async fn write<T: WithHeader>(
     m: &MemberState,
     request: Request,
     pick: impl FnOnce(Applied) -> Result<T, Applied>,

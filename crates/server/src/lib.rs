@@ -7,6 +7,8 @@
 //! - [`member`]: the state every service serves from; proposing and read-index waits with etcd's timeout.
 //! - [`validate`]: etcd's request checks (empty keys, ignore flags, txn op limits, duplicate keys).
 //! - [`kv`], [`maintenance`]: the KV, Maintenance and Cluster gRPC services.
+//! - [`lease`]: the Lease service, applying lease entries into the lessor, and the leader's lease duties.
+//! - [`watch`]: the Watch service's streams (gRPC and gateway) and the watchers' background catch-up.
 //! - [`http`]: `/health`, `/version` and the JSON gateway.
 //! - [`server`]: listeners, the services on one port, signals and shutdown.
 //! - [`bootstrap`]: new cluster, joining an existing one, or restarting from the WAL, as etcd decides.
@@ -23,6 +25,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod kv;
+pub mod lease;
 pub mod maintenance;
 pub mod member;
 pub mod membership;
@@ -31,4 +34,5 @@ pub mod node;
 pub mod server;
 pub mod transport;
 pub mod validate;
+pub mod watch;
 pub mod wire;

@@ -8,29 +8,34 @@
 //! stall the async runtime serving clients. A WAL or backend failure is fatal: the member stops, every waiter is
 //! answered "server stopped", and nothing unpersisted is ever acknowledged.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use cairn_api::cairnpb::{internal_request::Request, InternalRequest};
-use cairn_api::etcdserverpb::{CompactionResponse, DeleteRangeResponse, PutResponse, TxnResponse};
+use cairn_api::etcdserverpb::{
+    CompactionResponse, DeleteRangeResponse, LeaseCheckpointResponse, LeaseGrantResponse,
+    LeaseRevokeResponse, PutResponse, TxnResponse,
+};
 use cairn_api::EtcdError;
-use cairn_mvcc::{MvccError, NoLeases, Store};
+use cairn_mvcc::{MvccError, Store};
 use cairn_raft::{
     ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, MemStorage, Message, RawNode,
-    Snapshot, SnapshotMetadata, Storage,
+    Snapshot, SnapshotMetadata, StateRole, Storage,
 };
 use cairn_storage::wal::{self, SnapshotMarker};
 use cairn_storage::{Wal, WalOptions};
 use prost::Message as _;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::ServerError;
+use crate::lease::{self, Leases};
+use crate::membership::{self, Membership};
+use crate::transport::{self, Faults, PeerContext, Transport};
 
 /// Commands taken per loop turn before handling Ready: bounds latency while batching proposals into one fsync.
 pub const BATCH: usize = 1024;
-/// Entries kept behind a raft snapshot for slow followers (etcd's SnapshotCatchUpEntries).
-const CATCH_UP_ENTRIES: u64 = 5000;
 
 /// The result of applying one write.
 #[derive(Debug)]
@@ -39,6 +44,9 @@ pub enum Applied {
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
     Compaction(CompactionResponse),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
+    LeaseCheckpoint(LeaseCheckpointResponse),
 }
 
 pub type ApplyResult = Result<Applied, EtcdError>;
@@ -53,6 +61,31 @@ pub enum Command {
         reply: oneshot::Sender<Result<(), EtcdError>>,
     },
     Tick,
+    /// Raft messages from peers.
+    Step(Vec<Message>),
+    /// The transport could not deliver to this member.
+    Unreachable(u64),
+    /// A snapshot stream to `to` ended (raft's report_snapshot).
+    SnapshotStatus {
+        to: u64,
+        failed: bool,
+    },
+    /// A snapshot received from the leader, staged at `path`, with its raft message.
+    Snapshot {
+        message: Message,
+        path: PathBuf,
+    },
+    /// A membership change (the context is filled in by the loop); answered once applied. Promoting a learner
+    /// (AddNode of a learner) is refused unless this member leads and the learner has caught up.
+    ConfChange {
+        change: ConfChange,
+        member: Option<cairn_api::etcdserverpb::Member>,
+        reply: oneshot::Sender<Result<(), EtcdError>>,
+    },
+    /// Hand leadership to this member (MoveLeader).
+    TransferLeader(u64),
+    /// A peer says this member was removed from the cluster: stop.
+    Removed,
     /// Stop after this turn: make the backend durable and end the loop (connections may outlive the server).
     Shutdown,
 }
@@ -63,6 +96,13 @@ impl std::fmt::Debug for Command {
             Command::Propose { .. } => "Propose",
             Command::ReadIndex { .. } => "ReadIndex",
             Command::Tick => "Tick",
+            Command::Step(_) => "Step",
+            Command::Unreachable(_) => "Unreachable",
+            Command::SnapshotStatus { .. } => "SnapshotStatus",
+            Command::Snapshot { .. } => "Snapshot",
+            Command::ConfChange { .. } => "ConfChange",
+            Command::TransferLeader(_) => "TransferLeader",
+            Command::Removed => "Removed",
             Command::Shutdown => "Shutdown",
         })
     }
@@ -79,6 +119,20 @@ pub struct Shared {
     pub raft_index: AtomicU64,
     pub applied_index: AtomicU64,
     pub stopped: AtomicBool,
+    /// Members with names and URLs, as of the applied index.
+    pub membership: RwLock<Membership>,
+    pub is_learner: AtomicBool,
+    /// Whether this member leads: changes on becoming and on losing leadership (leader-only duties such as
+    /// lease expiry subscribe with `is_leader.clone()`; the leader's id is in `leader`).
+    pub is_leader: watch::Receiver<bool>,
+    /// The lessor: applied to here in log order, read and renewed by the Lease service.
+    pub leases: Arc<Leases>,
+}
+
+impl Shared {
+    pub fn members(&self) -> Membership {
+        self.membership.read().map(|m| m.clone()).unwrap_or_default()
+    }
 }
 
 /// Everything the loop needs to start.
@@ -86,19 +140,39 @@ pub struct Shared {
 pub struct NodeSetup {
     pub member_id: u64,
     pub cluster_id: u64,
-    pub voters: Vec<u64>,
+    /// The members of a new cluster (bootstrapped into raft), or of the cluster this member joins.
+    pub membership: Membership,
+    /// How this member starts when it has no WAL: bootstrap a new cluster, or join an existing one (raft
+    /// then learns everything from the leader).
+    pub join: bool,
     pub wal_dir: std::path::PathBuf,
+    pub backend_path: std::path::PathBuf,
     pub election_ticks: usize,
     pub snapshot_count: u64,
+    /// Entries kept behind a raft snapshot for slow followers (etcd's SnapshotCatchUpEntries).
+    pub snapshot_catchup_entries: u64,
     pub max_request_bytes: usize,
+    pub lease_config: cairn_lease::LessorConfig,
 }
 
 struct Node {
     raw: RawNode<MemStorage>,
     wal: Wal,
     shared: Arc<Shared>,
+    transport: Transport,
+    backend_path: PathBuf,
     conf_state: ConfState,
+    membership: Membership,
+    is_leader: watch::Sender<bool>,
     waiters: HashMap<u64, oneshot::Sender<ApplyResult>>,
+    conf_waiters: HashMap<u64, oneshot::Sender<Result<(), EtcdError>>>,
+    /// Waiters proposed before a leader change, by the new leader's term: once an entry of that term is
+    /// applied, every entry of an earlier term that will ever commit has been applied, so theirs was lost.
+    fences: VecDeque<(u64, Vec<u64>)>,
+    /// Received snapshot files by raft index, until raft installs (or ignores) them.
+    snapshot_files: BTreeMap<u64, PathBuf>,
+    /// A peer told us we were removed from the cluster: the loop stops.
+    removed: bool,
     /// Reads waiting for their read index to be confirmed, by context.
     reads_pending: HashMap<Vec<u8>, Vec<oneshot::Sender<Result<(), EtcdError>>>>,
     /// Confirmed reads waiting for the store to apply up to their index.
@@ -109,6 +183,7 @@ struct Node {
     applied: u64,
     snapshot_index: u64,
     snapshot_count: u64,
+    snapshot_catchup_entries: u64,
     /// A lone voter campaigns as soon as its membership is applied instead of waiting an election timeout.
     campaign_now: bool,
 }
@@ -159,34 +234,58 @@ fn apply_conf_change_to(cs: &mut ConfState, cc: &ConfChange) {
     }
 }
 
-/// A running node loop: where to send commands, what it shares, and a receiver that fires (with the reason) if
-/// it stops on a fatal error.
-pub type Started =
-    (mpsc::Sender<Command>, Arc<Shared>, oneshot::Receiver<String>, std::thread::JoinHandle<()>);
+/// The ids a WAL's metadata holds (member, cluster).
+fn decode_metadata(m: &[u8]) -> Option<(u64, u64)> {
+    let member = u64::from_be_bytes(m.get(..8)?.try_into().ok()?);
+    let cluster = u64::from_be_bytes(m.get(8..16)?.try_into().ok()?);
+    Some((member, cluster))
+}
 
-/// Opens (or creates) the WAL and raft state and starts the loop on its own thread. Returns the command sender
-/// and a receiver that fires if the loop stops on a fatal error.
+/// A running node loop: where to send commands, what it shares, a receiver that fires (with the reason) if
+/// it stops on a fatal error, its thread, and what the peer service needs.
+pub type Started =
+    (mpsc::Sender<Command>, Arc<Shared>, oneshot::Receiver<String>, std::thread::JoinHandle<()>, PeerContext);
+
+/// Opens (or creates) the WAL and raft state and starts the loop on its own thread. Must be called inside the
+/// tokio runtime (the peer transport's tasks run there).
 pub fn start(setup: NodeSetup, store: Arc<Store>) -> Result<Started, ServerError> {
-    let metadata = member_metadata(setup.member_id, setup.cluster_id);
     let opts = WalOptions::default();
-    let consistent_index = store.consistent_index();
     let mut storage = MemStorage::new();
     let mut snapshot_index = 0;
     let fresh = !Wal::exists(&setup.wal_dir);
-    let wal = if fresh {
+    let (member_id, cluster_id) = (setup.member_id, setup.cluster_id);
+    let snap_dir =
+        setup.backend_path.parent().map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf);
+    let (wal, member_id, cluster_id, membership) = if fresh {
+        let consistent_index = store.consistent_index();
         if consistent_index != 0 {
             return Err(ServerError::Startup(format!(
                 "the backend has applied up to index {consistent_index} but there is no WAL in {}",
                 setup.wal_dir.display()
             )));
         }
-        Wal::create(&setup.wal_dir, &metadata, opts)?
+        // The members' names and URLs, durable before the WAL says this member exists.
+        let mut batch = store.begin_batch();
+        for m in setup.membership.members.values() {
+            membership::write(&mut batch, membership::MemberWrite::Put(m.clone()));
+        }
+        batch.commit(true).map_err(|e| ServerError::Fatal(format!("backend: {e}")))?;
+        let wal = Wal::create(&setup.wal_dir, &member_metadata(member_id, cluster_id), opts)?;
+        (wal, member_id, cluster_id, setup.membership.clone())
     } else {
         let (wal, contents) = Wal::open(&setup.wal_dir, opts)?;
-        if contents.metadata != metadata {
-            return Err(ServerError::Startup(
-                "the WAL belongs to another member or cluster (member or cluster id mismatch)".into(),
-            ));
+        let Some((wal_member, wal_cluster)) = decode_metadata(&contents.metadata) else {
+            return Err(ServerError::Startup("the WAL's metadata is unreadable".into()));
+        };
+        // A restarted member keeps the ids it was created with; a member told to bootstrap a new cluster
+        // must find that cluster's ids in its WAL.
+        if !setup.join && (wal_member, wal_cluster) != (member_id, cluster_id) {
+            return Err(ServerError::Startup(format!(
+                "the WAL in {} belongs to member {wal_member:x} of cluster {wal_cluster:x}, but --initial-cluster \
+                 and --initial-cluster-token give member {member_id:x} of cluster {cluster_id:x} \
+                 (member or cluster id mismatch)",
+                setup.wal_dir.display()
+            )));
         }
         let mut conf_state = ConfState::default();
         if let Some(s) = contents.snapshot {
@@ -194,12 +293,19 @@ pub fn start(setup: NodeSetup, store: Arc<Store>) -> Result<Started, ServerError
                 .map_err(|e| ServerError::Startup(format!("WAL snapshot marker: {e}")))?;
             conf_state = ConfState { voters: cs.voters, learners: cs.learners };
             snapshot_index = s.index;
+            // A snapshot from the leader was recorded but the member stopped before installing it.
+            let received = transport::received_snapshot_path(&snap_dir, s.index);
+            if store.consistent_index() < s.index && received.exists() {
+                tracing::info!(index = s.index, "installing the snapshot received before the restart");
+                store.restore_from(&received, &setup.backend_path)?;
+            }
             let snap = Snapshot {
                 metadata: SnapshotMetadata { index: s.index, term: s.term, conf_state: conf_state.clone() },
                 data: Vec::new(),
             };
             storage.apply_snapshot(snap).map_err(|e| ServerError::Startup(e.to_string()))?;
         }
+        let consistent_index = store.consistent_index();
         if consistent_index < snapshot_index {
             return Err(ServerError::Startup(format!(
                 "the backend (applied index {consistent_index}) is behind the WAL's snapshot at {snapshot_index}"
@@ -218,62 +324,99 @@ pub fn start(setup: NodeSetup, store: Arc<Store>) -> Result<Started, ServerError
         storage.append(&entries).map_err(|e| ServerError::Startup(e.to_string()))?;
         let hs = contents.hard_state;
         storage.set_hard_state(HardState { term: hs.term, vote: hs.vote, commit: hs.commit });
-        wal
+        let mut membership = Membership::load(&store.backend())?;
+        if membership.members.is_empty() {
+            membership = setup.membership.clone();
+        }
+        (wal, wal_member, wal_cluster, membership)
     };
+    let consistent_index = store.consistent_index();
     let config = cairn_raft::Config {
-        id: setup.member_id,
+        id: member_id,
         election_tick: setup.election_ticks.max(2),
         heartbeat_tick: 1,
         applied: consistent_index,
         max_size_per_msg: (setup.max_request_bytes as u64).max(1024 * 1024),
         check_quorum: true,
         pre_vote: true,
-        seed: setup.member_id,
+        seed: member_id,
         ..cairn_raft::Config::default()
     };
     let mut raw = RawNode::new(&config, storage).map_err(|e| ServerError::Startup(format!("raft: {e}")))?;
-    let initial = ConfState { voters: setup.voters.clone(), learners: vec![] };
-    if fresh {
+    let initial = ConfState { voters: membership.voters().map(|m| m.id).collect(), learners: vec![] };
+    let bootstrap = fresh && !setup.join;
+    if bootstrap {
         raw.bootstrap(&initial).map_err(|e| ServerError::Startup(format!("raft: {e}")))?;
     }
-    let conf_state = if fresh { initial } else { raw.status().conf_state };
-    let campaign_now = conf_state.voters == [setup.member_id];
+    let conf_state = if bootstrap { initial } else { raw.status().conf_state };
+    let campaign_now = conf_state.voters == [member_id];
+    let (is_leader_tx, is_leader_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
-        store,
-        member_id: setup.member_id,
-        cluster_id: setup.cluster_id,
+        store: Arc::clone(&store),
+        member_id,
+        cluster_id,
         term: AtomicU64::new(0),
         leader: AtomicU64::new(0),
         raft_index: AtomicU64::new(0),
         applied_index: AtomicU64::new(consistent_index),
         stopped: AtomicBool::new(false),
+        is_learner: AtomicBool::new(membership.members.get(&member_id).is_some_and(|m| m.is_learner)),
+        membership: RwLock::new(membership.clone()),
+        is_leader: is_leader_rx,
+        leases: Arc::new(Leases::recover(&store, setup.lease_config.clone())?),
     });
-    let now_nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    let (tx, rx) = mpsc::channel(16 * BATCH);
+    let runtime = tokio::runtime::Handle::try_current()
+        .map_err(|e| ServerError::Startup(format!("the node needs a tokio runtime: {e}")))?;
+    let peer_ctx = PeerContext {
+        cluster_id,
+        member_id,
+        node: tx.clone(),
+        store,
+        snap_dir,
+        faults: Faults::from_env(&runtime),
+    };
+    let mut transport = Transport::new(peer_ctx.clone(), runtime);
+    transport.set_peers(&membership);
     let node = Node {
         raw,
         wal,
         shared: Arc::clone(&shared),
+        transport,
+        backend_path: setup.backend_path,
         conf_state,
+        membership,
+        is_leader: is_leader_tx,
         waiters: HashMap::new(),
+        conf_waiters: HashMap::new(),
+        fences: VecDeque::new(),
+        snapshot_files: BTreeMap::new(),
+        removed: false,
         reads_pending: HashMap::new(),
         reads_confirmed: BTreeMap::new(),
         reads_batch: Vec::new(),
-        // Unique across restarts: replayed entries never match a new waiter.
-        next_id: now_nanos,
+        next_id: first_request_id(member_id),
         applied: consistent_index,
         snapshot_index,
         snapshot_count: setup.snapshot_count.max(1),
+        snapshot_catchup_entries: setup.snapshot_catchup_entries,
         campaign_now,
     };
-    let (tx, rx) = mpsc::channel(16 * BATCH);
     let (fatal_tx, fatal_rx) = oneshot::channel();
     let thread = std::thread::Builder::new()
         .name("raft-node".into())
         .spawn(move || node.run(rx, fatal_tx))
         .map_err(|e| ServerError::Startup(format!("spawning the raft thread: {e}")))?;
-    Ok((tx, shared, fatal_rx, thread))
+    Ok((tx, shared, fatal_rx, thread, peer_ctx))
+}
+
+/// Request ids as etcd's idutil makes them: the member id's low 16 bits, then milliseconds since the epoch and
+/// a counter, so ids never repeat across members or restarts and a replayed entry never matches a new waiter.
+fn first_request_id(member_id: u64) -> u64 {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0));
+    ((member_id & 0xffff) << 48) | ((millis << 8) & 0x0000_ffff_ffff_ffff)
 }
 
 impl Node {
@@ -297,6 +440,9 @@ impl Node {
                 }
                 self.flush_reads();
                 self.process_ready()?;
+                if self.removed {
+                    return Err(ServerError::Fatal(transport::REMOVED.into()));
+                }
                 if stopping {
                     break;
                 }
@@ -308,7 +454,7 @@ impl Node {
         });
         if let Err(e) = result {
             let msg = e.to_string();
-            tracing::error!(error = %msg, "stopping the member: a write could not be persisted");
+            tracing::error!(error = %msg, "stopping the member");
             self.shared.stopped.store(true, Ordering::SeqCst);
             self.fail_all(EtcdError::Stopped);
             let _ = fatal.send(msg);
@@ -334,12 +480,73 @@ impl Node {
                 }
             }
             Command::ReadIndex { reply } => self.reads_batch.push(reply),
+            Command::Step(messages) => {
+                for m in messages {
+                    if let Err(e) = self.raw.step(m) {
+                        tracing::debug!(error = %e, "raft message refused");
+                    }
+                }
+            }
+            Command::Unreachable(id) => self.raw.report_unreachable(id),
+            Command::SnapshotStatus { to, failed } => self.raw.report_snapshot(to, failed),
+            Command::Snapshot { message, path } => {
+                if let Some(s) = &message.snapshot {
+                    self.snapshot_files.insert(s.metadata.index, path);
+                }
+                if let Err(e) = self.raw.step(message) {
+                    tracing::warn!(error = %e, "snapshot message refused");
+                }
+            }
+            Command::ConfChange { change, member, reply } => self.propose_conf_change(change, member, reply),
+            Command::TransferLeader(to) => self.raw.transfer_leader(to),
+            Command::Removed => self.removed = true,
         }
         false
     }
 
+    fn propose_conf_change(
+        &mut self,
+        mut change: ConfChange,
+        member: Option<cairn_api::etcdserverpb::Member>,
+        reply: oneshot::Sender<Result<(), EtcdError>>,
+    ) {
+        let promoting = change.change_type == ConfChangeType::AddNode
+            && self.conf_state.learners.contains(&change.node_id);
+        if promoting {
+            // etcd's isLearnerReady: only the leader knows, and the learner must have 90% of its log.
+            let status = self.raw.status();
+            if status.soft_state.role != StateRole::Leader {
+                let _ = reply.send(Err(EtcdError::NotLeader));
+                return;
+            }
+            let leader_match = status.progress.get(&self.shared.member_id).map_or(0, |p| p.matched);
+            let learner_match = status.progress.get(&change.node_id).map_or(0, |p| p.matched);
+            if (learner_match as f64) < (leader_match as f64) * 0.9 {
+                let _ = reply.send(Err(EtcdError::LearnerNotReady));
+                return;
+            }
+        }
+        self.next_id += 1;
+        let id = self.next_id;
+        change.context = membership::encode_context(id, member.as_ref());
+        match self.raw.propose_conf_change(&change) {
+            Ok(()) => {
+                self.conf_waiters.insert(id, reply);
+            }
+            Err(_) => {
+                let _ = reply.send(Err(EtcdError::NoLeader));
+            }
+        }
+    }
+
     fn flush_reads(&mut self) {
         if self.reads_batch.is_empty() {
+            return;
+        }
+        if self.shared.leader.load(Ordering::SeqCst) == 0 {
+            for w in self.reads_batch.drain(..) {
+                let _ = w.send(Err(EtcdError::NoLeader));
+            }
             return;
         }
         self.next_id += 1;
@@ -350,17 +557,12 @@ impl Node {
 
     fn process_ready(&mut self) -> Result<(), ServerError> {
         while self.raw.has_ready() {
-            let rd = self.raw.ready();
+            let mut rd = self.raw.ready();
             if let Some(ss) = rd.soft_state {
-                self.shared.leader.store(ss.leader_id, Ordering::SeqCst);
-                if ss.leader_id == 0 {
-                    // Reads waiting for a leader that is gone will never be confirmed: let clients retry.
-                    for (_, waiters) in self.reads_pending.drain() {
-                        for w in waiters {
-                            let _ = w.send(Err(EtcdError::LeaderChanged));
-                        }
-                    }
-                }
+                self.leader_changed(ss);
+            }
+            if let Some(snapshot) = &rd.snapshot {
+                self.install_snapshot(snapshot)?;
             }
             let entries: Vec<wal::Entry> = rd.entries.iter().map(to_wal_entry).collect();
             let hs = rd.hard_state.map(|h| wal::HardState { term: h.term, vote: h.vote, commit: h.commit });
@@ -374,7 +576,7 @@ impl Node {
                 storage.set_hard_state(h);
                 self.shared.term.store(h.term, Ordering::SeqCst);
             }
-            self.send(&rd.messages);
+            self.send(std::mem::take(&mut rd.messages));
             self.apply(&rd.committed_entries)?;
             for rs in &rd.read_states {
                 if let Some(waiters) = self.reads_pending.remove(&rs.request_ctx) {
@@ -389,22 +591,109 @@ impl Node {
         Ok(())
     }
 
-    /// Peers are issue 4's: a single member has no one to send to.
-    fn send(&mut self, messages: &[Message]) {
-        for m in messages {
-            tracing::debug!(to = m.to, ?m.msg_type, "no transport to peers yet; message dropped");
-            self.raw.report_unreachable(m.to);
+    /// Hands messages to the transport, which never blocks; what it could not queue is reported to raft.
+    fn send(&mut self, messages: Vec<Message>) {
+        if messages.is_empty() {
+            return;
         }
+        let (unreachable, snapshots_failed) = self.transport.send(messages);
+        for id in unreachable {
+            self.raw.report_unreachable(id);
+        }
+        for id in snapshots_failed {
+            self.raw.report_snapshot(id, true);
+        }
+    }
+
+    /// Leadership moved (or was lost): publish it, and stop waiting for what the old leader may have lost.
+    fn leader_changed(&mut self, ss: cairn_raft::SoftState) {
+        let previous = self.shared.leader.swap(ss.leader_id, Ordering::SeqCst);
+        let leading = ss.role == StateRole::Leader;
+        self.is_leader.send_if_modified(|l| std::mem::replace(l, leading) != leading);
+        if ss.leader_id == previous {
+            return;
+        }
+        if previous != 0 || ss.leader_id == 0 {
+            tracing::info!(
+                leader = format!("{:x}", ss.leader_id),
+                previous = format!("{previous:x}"),
+                "raft leader changed"
+            );
+        }
+        // Reads waiting on a leader that is gone will never be confirmed: let clients retry.
+        for (_, waiters) in self.reads_pending.drain() {
+            for w in waiters {
+                let _ = w.send(Err(EtcdError::LeaderChanged));
+            }
+        }
+        if ss.leader_id != 0 {
+            let ids: Vec<u64> = self.waiters.keys().chain(self.conf_waiters.keys()).copied().collect();
+            if !ids.is_empty() {
+                let term = self.raw.status().hard_state.term;
+                self.fences.push_back((term, ids));
+            }
+        }
+    }
+
+    /// Installs a snapshot raft accepted: the WAL marker first (a restart installs the staged file if we stop
+    /// midway), then the backend file, then the log and the membership it carries.
+    fn install_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), ServerError> {
+        let index = snapshot.metadata.index;
+        let Some(path) = self.snapshot_files.remove(&index) else {
+            return Err(ServerError::Fatal(format!(
+                "raft installs snapshot {index} but no such file was received"
+            )));
+        };
+        let stale: Vec<u64> = self.snapshot_files.range(..index).map(|(&i, _)| i).collect();
+        for i in stale {
+            if let Some(p) = self.snapshot_files.remove(&i) {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        let fatal = |what: &str, e: &dyn std::fmt::Display| ServerError::Fatal(format!("{what}: {e}"));
+        let data = encode_conf_state(&snapshot.metadata.conf_state);
+        self.wal.save_snapshot(SnapshotMarker { index, term: snapshot.metadata.term, data })?;
+        self.wal.sync()?;
+        let point = self
+            .shared
+            .store
+            .restore_from(&path, &self.backend_path)
+            .map_err(|e| fatal("installing the snapshot", &e))?;
+        self.shared.leases.reload(&self.shared.store)?;
+        self.raw.storage_mut().apply_snapshot(snapshot.clone()).map_err(|e| fatal("raft log", &e))?;
+        self.conf_state = snapshot.metadata.conf_state.clone();
+        self.membership = Membership::load(&self.shared.store.backend())?;
+        self.membership_changed();
+        self.applied = index;
+        self.snapshot_index = index;
+        self.shared.applied_index.store(point.consistent_index.max(index), Ordering::SeqCst);
+        tracing::info!(index, backend_index = point.consistent_index, "installed a snapshot from the leader");
+        Ok(())
+    }
+
+    fn membership_changed(&mut self) {
+        let me = self.shared.member_id;
+        self.shared
+            .is_learner
+            .store(self.membership.members.get(&me).is_some_and(|m| m.is_learner), Ordering::SeqCst);
+        if let Ok(mut m) = self.shared.membership.write() {
+            *m = self.membership.clone();
+        }
+        self.transport.set_peers(&self.membership);
     }
 
     fn apply(&mut self, entries: &[Entry]) -> Result<(), ServerError> {
         let Some(last) = entries.last() else { return Ok(()) };
         let store = Arc::clone(&self.shared.store);
+        // Entries an installed snapshot already holds are not applied twice (etcd's consistent index check).
+        let already_applied = store.consistent_index();
         let mut batch = store.begin_batch();
         let mut results = Vec::new();
+        let mut conf_applied = Vec::new();
+        let mut removed_self = false;
         for e in entries {
             match e.entry_type {
-                EntryType::Normal if e.data.is_empty() => {}
+                EntryType::Normal if e.data.is_empty() || e.index <= already_applied => {}
                 EntryType::Normal => {
                     let req = match InternalRequest::decode(e.data.as_slice()) {
                         Ok(r) => r,
@@ -413,12 +702,32 @@ impl Node {
                             continue;
                         }
                     };
+                    let leases = &self.shared.leases;
                     let result = match req.request {
-                        Some(Request::Put(p)) => batch.put(&p, &NoLeases).map(Applied::Put),
-                        Some(Request::DeleteRange(d)) => batch.delete_range(&d).map(Applied::DeleteRange),
-                        Some(Request::Txn(t)) => batch.txn(&t, &NoLeases).map(Applied::Txn),
+                        Some(Request::Put(p)) => {
+                            lease::with_leases(leases, &mut batch, |b, l| b.put(&p, l)).map(Applied::Put)
+                        }
+                        Some(Request::DeleteRange(d)) => {
+                            lease::with_leases(leases, &mut batch, |b, _| b.delete_range(&d))
+                                .map(Applied::DeleteRange)
+                        }
+                        Some(Request::Txn(t)) => {
+                            lease::with_leases(leases, &mut batch, |b, l| b.txn(&t, l)).map(Applied::Txn)
+                        }
                         Some(Request::Compaction(c)) => batch.compact(c.revision).map(Applied::Compaction),
-                        // Leases, alarms: proposed only once their services land.
+                        Some(Request::LeaseGrant(g)) => {
+                            results.push((req.id, lease::apply_grant(leases, &mut batch, &g)));
+                            continue;
+                        }
+                        Some(Request::LeaseRevoke(r)) => {
+                            results.push((req.id, lease::apply_revoke(leases, &mut batch, &r)?));
+                            continue;
+                        }
+                        Some(Request::LeaseCheckpoint(c)) => {
+                            results.push((req.id, Ok(lease::apply_checkpoint(leases, &mut batch, &c))));
+                            continue;
+                        }
+                        // Alarms: proposed only once their service lands.
                         _ => {
                             results.push((req.id, Err(EtcdError::NotCapable)));
                             continue;
@@ -437,6 +746,12 @@ impl Node {
                 EntryType::ConfChange => {
                     if let Some(cc) = ConfChange::decode(&e.data) {
                         self.conf_state = self.raw.apply_conf_change(&cc);
+                        if let Some(w) = self.membership.apply(&cc) {
+                            membership::write(&mut batch, w);
+                        }
+                        conf_applied.push(membership::decode_context(&cc.context).0);
+                        removed_self |= cc.change_type == ConfChangeType::RemoveNode
+                            && cc.node_id == self.shared.member_id;
                     }
                 }
             }
@@ -449,6 +764,29 @@ impl Node {
             if let Some(w) = self.waiters.remove(&id) {
                 let _ = w.send(result);
             }
+        }
+        if !conf_applied.is_empty() {
+            self.membership_changed();
+            // Callers that gave up (their change was dropped as a second pending one) wait no more.
+            self.conf_waiters.retain(|_, w| !w.is_closed());
+            for id in conf_applied {
+                if let Some(w) = self.conf_waiters.remove(&id) {
+                    let _ = w.send(Ok(()));
+                }
+            }
+        }
+        while self.fences.front().is_some_and(|(term, _)| *term <= last.term) {
+            for id in self.fences.pop_front().map(|(_, ids)| ids).unwrap_or_default() {
+                if let Some(w) = self.waiters.remove(&id) {
+                    let _ = w.send(Err(EtcdError::LeaderChanged));
+                }
+                if let Some(w) = self.conf_waiters.remove(&id) {
+                    let _ = w.send(Err(EtcdError::LeaderChanged));
+                }
+            }
+        }
+        if removed_self {
+            return Err(ServerError::Fatal(transport::REMOVED.into()));
         }
         Ok(())
     }
@@ -483,7 +821,7 @@ impl Node {
         storage
             .create_snapshot(index, Some(self.conf_state.clone()), Vec::new())
             .map_err(|e| ServerError::Fatal(format!("raft log: {e}")))?;
-        let compact_to = index.saturating_sub(CATCH_UP_ENTRIES);
+        let compact_to = index.saturating_sub(self.snapshot_catchup_entries);
         if compact_to > storage.first_index().unwrap_or(1) {
             storage.compact(compact_to).map_err(|e| ServerError::Fatal(format!("raft log: {e}")))?;
             self.wal.release_to(compact_to)?;
@@ -495,6 +833,9 @@ impl Node {
 
     fn fail_all(&mut self, e: EtcdError) {
         for (_, w) in self.waiters.drain() {
+            let _ = w.send(Err(e));
+        }
+        for (_, w) in self.conf_waiters.drain() {
             let _ = w.send(Err(e));
         }
         let pending = self.reads_pending.drain().flat_map(|(_, w)| w);

@@ -5,13 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use cairn_api::cairnpb::raft_server::RaftServer;
 use cairn_api::etcdserverpb::auth_server::{Auth, AuthServer};
 use cairn_api::etcdserverpb::cluster_server::ClusterServer;
 use cairn_api::etcdserverpb::kv_server::KvServer;
-use cairn_api::etcdserverpb::lease_server::{Lease, LeaseServer};
+use cairn_api::etcdserverpb::lease_server::LeaseServer;
 use cairn_api::etcdserverpb::maintenance_server::MaintenanceServer;
-use cairn_api::etcdserverpb::watch_server::{Watch, WatchServer};
-use cairn_api::etcdserverpb::Member;
+use cairn_api::etcdserverpb::watch_server::WatchServer;
 use cairn_api::v3electionpb::election_server::{Election, ElectionServer};
 use cairn_api::v3lockpb::lock_server::{Lock, LockServer};
 use cairn_mvcc::Store;
@@ -19,19 +19,20 @@ use cairn_storage::Backend;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::{cluster_id, parse_host_port, Config};
+use crate::config::{parse_host_port, split_urls, Config};
 use crate::error::ServerError;
 use crate::kv::KvService;
+use crate::lease::LeaseService;
 use crate::maintenance::{ClusterService, MaintenanceService};
 use crate::member::MemberState;
 use crate::node::{self, Command, NodeSetup};
+use crate::transport::{self, PeerContext, PeerService};
+use crate::watch::WatchService;
 
 /// Services whose issues have not landed: every call answers gRPC Unimplemented (the generated defaults).
 #[derive(Debug, Clone, Copy)]
 struct NotYet;
 
-impl Watch for NotYet {}
-impl Lease for NotYet {}
 impl Auth for NotYet {}
 impl Lock for NotYet {}
 impl Election for NotYet {}
@@ -40,25 +41,11 @@ impl Election for NotYet {}
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// gRPC's own framing on top of --max-request-bytes (etcd's grpcOverheadBytes).
-const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+pub(crate) const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 /// Runs the member until a shutdown signal; Err if it could not start or stopped on a fatal error.
 pub async fn run(cfg: Config) -> Result<(), ServerError> {
-    let members = cfg.initial_members()?;
-    let ids: Vec<u64> = members.iter().map(|m| m.id).collect();
-    let me = members
-        .iter()
-        .find(|m| m.name == cfg.name)
-        .ok_or_else(|| ServerError::Startup(format!("{} is not in --initial-cluster", cfg.name)))?;
-    let member_id = me.id;
-    let cid = cluster_id(&ids);
-    if ids.len() > 1 {
-        return Err(ServerError::Startup(
-            "clusters of more than one member are not supported yet: use a single-member --initial-cluster"
-                .into(),
-        ));
-    }
-
+    let plan = crate::bootstrap::plan(&cfg).await?;
     let backend_path = cfg.backend_path();
     if let Some(dir) = backend_path.parent() {
         std::fs::create_dir_all(dir)
@@ -67,30 +54,29 @@ pub async fn run(cfg: Config) -> Result<(), ServerError> {
     let store = Arc::new(Store::open(Arc::new(Backend::open(&backend_path)?))?);
     let heartbeat = Duration::from_millis(cfg.heartbeat_interval);
     let setup = NodeSetup {
-        member_id,
-        cluster_id: cid,
-        voters: ids.clone(),
+        member_id: plan.member_id,
+        cluster_id: plan.cluster_id,
+        membership: plan.membership,
+        join: plan.join,
         wal_dir: cfg.wal_dir(),
+        backend_path: backend_path.clone(),
         election_ticks: usize::try_from(cfg.election_timeout / cfg.heartbeat_interval).unwrap_or(10),
         snapshot_count: cfg.snapshot_count,
+        snapshot_catchup_entries: cfg.snapshot_catchup_entries,
         max_request_bytes: cfg.max_request_bytes as usize,
+        lease_config: cairn_lease::LessorConfig {
+            checkpoint_interval: Some(crate::lease::CHECKPOINT_INTERVAL),
+            ..cairn_lease::LessorConfig::new(cairn_lease::min_lease_ttl(
+                heartbeat,
+                Duration::from_millis(cfg.election_timeout),
+            ))
+        },
     };
-    let (tx, shared, mut fatal, node_thread) = node::start(setup, store)?;
-
-    let member_list = members
-        .iter()
-        .map(|m| Member {
-            id: m.id,
-            name: m.name.clone(),
-            peer_ur_ls: m.peer_urls.clone(),
-            client_ur_ls: if m.id == member_id { cfg.advertise_client_url_list() } else { Vec::new() },
-            is_learner: false,
-        })
-        .collect();
+    let (tx, shared, mut fatal, node_thread, peer_ctx) = node::start(setup, store)?;
+    let (member_id, cid) = (shared.member_id, shared.cluster_id);
     let state = Arc::new(MemberState {
         tx: tx.clone(),
         shared,
-        members: member_list,
         max_request_bytes: cfg.max_request_bytes as usize,
         max_txn_ops: cfg.max_txn_ops as usize,
         quota_bytes: cfg.quota_bytes(),
@@ -109,6 +95,8 @@ pub async fn run(cfg: Config) -> Result<(), ServerError> {
         }
     });
 
+    crate::watch::start_background(&state, cfg.watch_progress_notify_interval);
+    crate::lease::start_background(&state, Duration::from_millis(cfg.election_timeout));
     let max_recv = cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
     let grpc = tonic::service::Routes::new(
         KvServer::new(KvService(Arc::clone(&state))).max_decoding_message_size(max_recv),
@@ -117,8 +105,8 @@ pub async fn run(cfg: Config) -> Result<(), ServerError> {
         MaintenanceServer::new(MaintenanceService(Arc::clone(&state))).max_decoding_message_size(max_recv),
     )
     .add_service(ClusterServer::new(ClusterService(Arc::clone(&state))).max_decoding_message_size(max_recv))
-    .add_service(WatchServer::new(NotYet))
-    .add_service(LeaseServer::new(NotYet))
+    .add_service(WatchServer::new(WatchService(Arc::clone(&state))).max_decoding_message_size(max_recv))
+    .add_service(LeaseServer::new(LeaseService(Arc::clone(&state))).max_decoding_message_size(max_recv))
     .add_service(AuthServer::new(NotYet))
     .add_service(LockServer::new(NotYet))
     .add_service(ElectionServer::new(NotYet));
@@ -149,6 +137,10 @@ pub async fn run(cfg: Config) -> Result<(), ServerError> {
         }));
     }
 
+    servers.extend(serve_peers(&cfg, &state, peer_ctx, &stop_rx).await?);
+    let publisher =
+        tokio::spawn(Arc::clone(&state).publish(cfg.name.clone(), cfg.advertise_client_url_list()));
+
     let outcome = tokio::select! {
         () = shutdown_signal() => Ok(()),
         msg = &mut fatal => Err(ServerError::Fatal(msg.unwrap_or_else(|_| "raft node stopped".into()))),
@@ -161,12 +153,51 @@ pub async fn run(cfg: Config) -> Result<(), ServerError> {
         aborts.iter().for_each(tokio::task::AbortHandle::abort);
     }
     ticker.abort();
+    publisher.abort();
     // The node loop ends after this, making the backend durable; requests still arriving get "server stopped".
     let _ = tx.send(Command::Shutdown).await;
     if tokio::task::spawn_blocking(move || node_thread.join()).await.is_err() {
         tracing::error!("the raft node thread did not stop cleanly");
     }
     outcome
+}
+
+/// The peer listeners: raft messages and snapshots (`cairnpb.Raft`), and the Cluster service (a member
+/// joining with `--initial-cluster-state existing` reads the member list there, as etcd's peer `/members`).
+async fn serve_peers(
+    cfg: &Config,
+    state: &Arc<MemberState>,
+    ctx: PeerContext,
+    stop: &watch::Receiver<bool>,
+) -> Result<Vec<tokio::task::JoinHandle<std::io::Result<()>>>, ServerError> {
+    let peer = PeerService { ctx, shared: Arc::clone(&state.shared) };
+    let app =
+        tonic::service::Routes::new(RaftServer::new(peer).max_decoding_message_size(transport::MAX_FRAME))
+            .add_service(ClusterServer::new(ClusterService(Arc::clone(state))))
+            .into_axum_router();
+    let mut servers = Vec::new();
+    for url in split_urls(&cfg.listen_peer_urls) {
+        let (host, port) = parse_host_port(&url)?;
+        let listener = TcpListener::bind((host.as_str(), port))
+            .await
+            .map_err(|source| ServerError::Io { context: format!("listening for peers on {url}"), source })?;
+        tracing::info!(%url, "serving peer traffic");
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
+        let mut stop = stop.clone();
+        let app = app.clone();
+        servers.push(tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+        }));
+    }
+    Ok(servers)
 }
 
 async fn shutdown_signal() {

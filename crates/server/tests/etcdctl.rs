@@ -1,6 +1,9 @@
 //! etcdctl (v3, Go clientv3) against cairn and against the real etcd: the same command sequence, one server after
 //! the other on the same ports and flags (so member and cluster ids match), and the outputs must be equal. Only
-//! what legitimately differs is masked: timings, database sizes, raft indexes and the version string.
+//! what legitimately differs is masked: timings, database sizes, raft indexes, the version string, the
+//! server-chosen lease id (captured from `lease grant` and written `{LEASE}`, also in later arguments) and a
+//! lease's remaining seconds. Arguments starting with `@` name a streaming command (watch) that is stopped after
+//! [`STREAM_FOR`].
 
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
 
@@ -41,7 +44,30 @@ const SCRIPT: &[(&[&str], &str)] = &[
     (&["endpoint", "status", "-w", "json"], ""),
     (&["member", "list"], ""),
     (&["member", "list", "-w", "json"], ""),
+    (&["lease", "grant", "60"], ""),
+    (&["put", "lk/1", "v", "--lease={LEASE}"], ""),
+    (&["put", "lk/2", "v", "--lease={LEASE}"], ""),
+    (&["lease", "timetolive", "{LEASE}"], ""),
+    (&["lease", "timetolive", "{LEASE}", "--keys"], ""),
+    (&["lease", "timetolive", "{LEASE}", "--keys", "-w", "json"], ""),
+    (&["lease", "list"], ""),
+    (&["lease", "keep-alive", "--once", "{LEASE}"], ""),
+    (&["get", "lk/", "--prefix", "--keys-only"], ""),
+    (&["lease", "revoke", "{LEASE}"], ""),
+    (&["get", "lk/", "--prefix", "--keys-only"], ""),
+    (&["lease", "revoke", "{LEASE}"], ""),
+    (&["lease", "timetolive", "1234"], ""),
+    (&["lease", "grant", "9000000001"], ""),
+    (&["put", "nolease", "v", "--lease=1234"], ""),
+    (&["@watch", "foo", "--rev", "4"], ""),
+    (&["@watch", "lk/", "--prefix", "--rev", "4", "--prev-kv"], ""),
+    (&["@watch", "lk/", "--prefix", "--rev", "4", "-w", "json"], ""),
+    (&["@watch", "foo", "--rev", "2"], ""),
+    (&["@watch", "-i"], "watch foo --rev 4\nwatch x --rev 4\n"),
 ];
+
+/// How long a streaming command runs before it is stopped.
+const STREAM_FOR: std::time::Duration = std::time::Duration::from_millis(1500);
 
 fn etcdctl_available() -> bool {
     let found = Command::new("etcdctl").arg("version").env("ETCDCTL_API", "3").output().is_ok();
@@ -65,12 +91,19 @@ fn normalize(s: &str) -> String {
         let line = mask_json_field(&line, "\"dbSizeInUse\":");
         let line = mask_json_field(&line, "\"raftIndex\":");
         let line = mask_json_field(&line, "\"raftAppliedIndex\":");
+        let line = mask_number_after(&line, "remaining(");
+        let line = mask_json_field(&line, "\"ttl\":");
         // The server's version string (in endpoint status), not a key's version.
         let line = if line.contains("\"Endpoint\"") { mask_json_field(&line, "\"version\":") } else { line };
         out.push_str(&line);
         out.push('\n');
     }
     out
+}
+
+/// The lease id as JSON output prints it (decimal).
+fn lease_decimal(hex: &str) -> String {
+    i64::from_str_radix(hex, 16).map_or_else(|_| "no lease".to_owned(), |id| id.to_string())
 }
 
 fn mask_json_field(line: &str, field: &str) -> String {
@@ -80,11 +113,15 @@ fn mask_json_field(line: &str, field: &str) -> String {
     format!("{}{field}_{}", &line[..start], &line[end..])
 }
 
+/// Masks the number (digits, '.', and a unit such as ms or µs) that follows `marker`, keeping the rest.
 fn mask_number_after(line: &str, marker: &str) -> String {
-    match line.find(marker) {
-        Some(i) => format!("{}{marker}_", &line[..i]),
-        None => line.to_owned(),
-    }
+    let Some(i) = line.find(marker) else { return line.to_owned() };
+    let start = i + marker.len();
+    let rest = &line[start..];
+    let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+    let unit = rest[digits..].find(|c: char| !c.is_alphabetic() || c == 'µ').unwrap_or(rest.len() - digits);
+    let unit = if rest[digits..].starts_with('µ') { 'µ'.len_utf8() + 1 } else { unit };
+    format!("{}_{}", &line[..start], &rest[(digits + unit).min(rest.len())..])
 }
 
 async fn run_script(kind: Kind, dir: &std::path::Path, client_port: u16, peer_port: u16) -> Vec<String> {
@@ -92,24 +129,41 @@ async fn run_script(kind: Kind, dir: &std::path::Path, client_port: u16, peer_po
     server.ready().await;
     let endpoint = server.endpoint();
     let mut transcript = Vec::new();
+    let mut lease = String::from("none");
     for (args, stdin) in SCRIPT {
+        let streaming = args[0].starts_with('@');
+        let args: Vec<String> =
+            args.iter().map(|a| a.trim_start_matches('@').replace("{LEASE}", &lease)).collect();
         let mut child = Command::new("etcdctl")
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={endpoint}"))
-            .args(*args)
+            .args(&args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(stdin.as_bytes()).unwrap();
+        if streaming {
+            // Interactive watch reads further commands from stdin: keep it open until it is stopped.
+            tokio::time::sleep(STREAM_FOR).await;
+            let _ = child.kill();
+        }
+        drop(input);
         let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if let Some((id, _)) = stdout.strip_prefix("lease ").and_then(|r| r.split_once(" granted")) {
+            id.clone_into(&mut lease);
+        }
+        let mask =
+            |s: &str| normalize(&s.replace(&lease, "{LEASE}").replace(&lease_decimal(&lease), "{LEASE}"));
         transcript.push(format!(
             "$ etcdctl {}\n[exit {}]\n{}{}",
-            args.join(" "),
-            out.status.code().unwrap_or(-1),
-            normalize(&String::from_utf8_lossy(&out.stdout)),
-            normalize(&String::from_utf8_lossy(&out.stderr)),
+            args.join(" ").replace(&lease, "{LEASE}"),
+            if streaming { 0 } else { out.status.code().unwrap_or(-1) },
+            mask(&stdout),
+            mask(&String::from_utf8_lossy(&out.stderr)),
         ));
     }
     transcript

@@ -288,3 +288,27 @@ async fn a_watcher_resumes_without_gaps_after_its_member_restarts() {
     }
     assert_eq!(got, vec![(seen + 1, "2".to_owned()), (seen + 2, "3".to_owned())]);
 }
+
+/// The first periodic progress notification a `progress_notify` watcher gets, normalized.
+async fn periodic_progress(kind: Kind) -> String {
+    let server = Server::start_with(kind, &["--experimental-watch-progress-notify-interval=1s"]);
+    let c = server.ready().await;
+    put(&c, "pn", "1").await;
+    let req = WatchCreateRequest { watch_id: 5, progress_notify: true, ..key("pn") };
+    let mut w = c.watch(create(req)).await.unwrap();
+    assert!(w.message().await.unwrap().unwrap().created);
+    put(&c, "pn", "2").await;
+    let event = w.message().await.unwrap().unwrap();
+    assert_eq!(event.events.len(), 1);
+    let progress = tokio::time::timeout(Duration::from_secs(5), w.message()).await.unwrap().unwrap().unwrap();
+    normalize(&progress)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn periodic_progress_notifications_match_etcds() {
+    let cairn = periodic_progress(Kind::Cairn).await;
+    assert!(cairn.contains("id=5 rev=3") && cairn.contains("events=[]"), "{cairn}");
+    if Server::etcd_available("periodic_progress_notifications_match_etcds") {
+        assert_eq!(cairn, periodic_progress(Kind::Etcd).await);
+    }
+}

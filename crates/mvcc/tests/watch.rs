@@ -67,13 +67,20 @@ fn spec(key: &str, range_end: &str, start: i64) -> WatchSpec {
     WatchSpec { key: key.into(), range_end: range_end.into(), start_revision: start, ..Default::default() }
 }
 
-/// (revision, key, is_delete) of every event, and whether each message held whole revisions.
-fn flatten(msgs: &[WatchMessage]) -> Vec<(i64, String, bool)> {
+/// Every event of the messages, in order.
+fn all_events(msgs: &[WatchMessage]) -> Vec<Event> {
     msgs.iter()
         .flat_map(|m| match m {
             WatchMessage::Events { events, .. } => events.clone(),
             _ => Vec::new(),
         })
+        .collect()
+}
+
+/// (revision, key, is_delete) of every event.
+fn flatten(msgs: &[WatchMessage]) -> Vec<(i64, String, bool)> {
+    all_events(msgs)
+        .into_iter()
         .map(|e: Event| {
             let kv = e.kv.unwrap();
             (kv.mod_revision, String::from_utf8(kv.key).unwrap(), e.r#type == EventType::Delete as i32)
@@ -186,14 +193,7 @@ fn filters_prev_kv_and_delete_revisions_are_etcds() {
     put(&store, "k", "two");
     delete(&store, "k");
     assert_eq!(flatten(&q_noput.drain()), vec![(4, "k".into(), true)]);
-    let events: Vec<Event> = q_prev
-        .drain()
-        .into_iter()
-        .flat_map(|m| match m {
-            WatchMessage::Events { events, .. } => events,
-            _ => Vec::new(),
-        })
-        .collect();
+    let events = all_events(&q_prev.drain());
     let prev: Vec<Option<Vec<u8>>> =
         events.iter().map(|e| e.prev_kv.as_ref().map(|p| p.value.clone())).collect();
     assert_eq!(prev, vec![None, Some(b"one".to_vec()), Some(b"two".to_vec())]);
@@ -203,14 +203,7 @@ fn filters_prev_kv_and_delete_revisions_are_etcds() {
     let q_hist = Queue::new(10);
     store.watch(2, WatchSpec { prev_kv: true, ..spec("k", "", 2) }, q_hist.clone());
     store.sync_watchers().unwrap();
-    let hist: Vec<Event> = q_hist
-        .drain()
-        .into_iter()
-        .flat_map(|m| match m {
-            WatchMessage::Events { events, .. } => events,
-            _ => Vec::new(),
-        })
-        .collect();
+    let hist = all_events(&q_hist.drain());
     assert_eq!(hist, events);
 }
 

@@ -49,6 +49,26 @@ const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// A batch that cannot be handed to the stream for this long means the peer stopped reading.
 const SEND_STALL: Duration = Duration::from_secs(2);
+/// What a member answers a removed member's messages with (etcd's peer handler answers 410 Gone): the removed
+/// member, which may never learn of its removal through raft, stops when it hears it.
+pub const REMOVED: &str = "the member has been permanently removed from the cluster";
+
+/// How a stream to a peer ended.
+enum StreamEnd {
+    /// The node loop is gone: stop.
+    Closed,
+    Failed(String),
+    /// The peer says we were removed from the cluster.
+    Removed,
+}
+
+fn ended(r: Result<Response<Ack>, Status>) -> StreamEnd {
+    match r {
+        Err(s) if s.code() == tonic::Code::FailedPrecondition && s.message() == REMOVED => StreamEnd::Removed,
+        Err(s) => StreamEnd::Failed(s.to_string()),
+        Ok(_) => StreamEnd::Failed("the peer ended the stream".into()),
+    }
+}
 
 /// What the sender tasks and the peer service share.
 #[derive(Debug, Clone)]
@@ -239,8 +259,14 @@ async fn run_peer(id: u64, urls: Vec<String>, mut queue: mpsc::Receiver<Message>
             Ok(channel) => {
                 backoff = MIN_BACKOFF;
                 match stream_batches(channel, first, &mut queue, &ctx).await {
-                    Some(why) => tracing::debug!(peer = format!("{id:x}"), %url, %why, "peer stream ended"),
-                    None => return,
+                    StreamEnd::Failed(why) => {
+                        tracing::debug!(peer = format!("{id:x}"), %url, %why, "peer stream ended");
+                    }
+                    StreamEnd::Removed => {
+                        let _ = ctx.node.send(Command::Removed).await;
+                        return;
+                    }
+                    StreamEnd::Closed => return,
                 }
             }
             Err(e) => tracing::debug!(peer = format!("{id:x}"), %url, error = %e, "cannot reach peer"),
@@ -260,13 +286,13 @@ async fn run_peer(id: u64, urls: Vec<String>, mut queue: mpsc::Receiver<Message>
     }
 }
 
-/// Streams batches until the stream fails (Some(reason)) or the queue closes (None).
+/// Streams batches until the stream fails or the queue closes.
 async fn stream_batches(
     channel: Channel,
     first: Message,
     queue: &mut mpsc::Receiver<Message>,
     ctx: &PeerContext,
-) -> Option<String> {
+) -> StreamEnd {
     let mut client = RaftClient::new(channel).max_encoding_message_size(MAX_FRAME);
     let (tx, rx) = mpsc::channel::<MessageBatch>(16);
     let call = client.send(receiver_stream(rx));
@@ -276,8 +302,11 @@ async fn stream_batches(
         let m = match next.take() {
             Some(m) => m,
             None => tokio::select! {
-                r = &mut call => return Some(format!("{:?}", r.err())),
-                m = queue.recv() => m?,
+                r = &mut call => return ended(r),
+                m = queue.recv() => match m {
+                    Some(m) => m,
+                    None => return StreamEnd::Closed,
+                },
             },
         };
         let mut bytes = approx_size(&m);
@@ -296,11 +325,11 @@ async fn stream_batches(
         }
         let batch = MessageBatch { cluster_id: ctx.cluster_id, messages };
         tokio::select! {
-            r = &mut call => return Some(format!("{:?}", r.err())),
+            r = &mut call => return ended(r),
             sent = tokio::time::timeout(SEND_STALL, tx.send(batch)) => match sent {
                 Ok(Ok(())) => {}
-                Ok(Err(_)) => return Some("stream closed".into()),
-                Err(_) => return Some("peer stopped reading".into()),
+                Ok(Err(_)) => return StreamEnd::Failed("stream closed".into()),
+                Err(_) => return StreamEnd::Failed("peer stopped reading".into()),
             },
         }
     }
@@ -444,10 +473,11 @@ impl Raft for PeerService {
             for pb in batch.messages {
                 match wire::from_pb(pb) {
                     Ok(m) if self.removed(m.from) => {
-                        tracing::debug!(
+                        tracing::info!(
                             from = format!("{:x}", m.from),
-                            "message from a removed member dropped"
+                            "rejected messages from a removed member"
                         );
+                        return Err(Status::failed_precondition(REMOVED));
                     }
                     Ok(m) if m.msg_type == MessageType::Snap => {
                         tracing::warn!(

@@ -155,3 +155,29 @@ async fn leases_and_their_keys_survive_a_restart_and_still_expire() {
     }
     assert_eq!(count(&c, "rs/long").await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_keep_alive_storm_does_not_block_writes() {
+    let server = Server::start(Kind::Cairn);
+    let c = server.ready().await;
+    grant(&c, 0x400, 60).await;
+    let storms: Vec<_> = (0..20)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                let mut ka = c.lease_keep_alive(LeaseKeepAliveRequest { id: 0x400 }).await.unwrap();
+                for _ in 0..200 {
+                    ka.send(LeaseKeepAliveRequest { id: 0x400 }).await.unwrap();
+                    assert_eq!(ka.message().await.unwrap().unwrap().ttl, 60);
+                }
+            })
+        })
+        .collect();
+    for i in 0..200 {
+        c.put(format!("storm/{i}"), "v", PutOptions { lease: 0x400, ..Default::default() }).await.unwrap();
+    }
+    for s in storms {
+        s.await.unwrap();
+    }
+    assert_eq!(count(&c, "storm/").await, 200);
+}

@@ -110,6 +110,7 @@ async fn script(kind: Kind) -> Vec<Vec<String>> {
     let mut w =
         c.watch(create(WatchCreateRequest { watch_id: 20, start_revision: 2, ..key("a") })).await.unwrap();
     w.send(create(WatchCreateRequest { range_end: b"a".to_vec(), ..key("b") })).await.unwrap();
+    w.send(create(WatchCreateRequest { watch_id: 21, start_revision: -5, ..key("a") })).await.unwrap();
     w.send(create(WatchCreateRequest { watch_id: 7, prev_kv: true, ..key("a") })).await.unwrap();
     w.send(create(WatchCreateRequest { watch_id: 7, ..key("b") })).await.unwrap();
     w.send(create(WatchCreateRequest {

@@ -174,6 +174,11 @@ impl Cluster {
         self.members.len() - 1
     }
 
+    /// Replaces member `i`'s extra flags (for its next start).
+    pub fn set_extra(&mut self, i: usize, extra: &[&str]) {
+        self.members[i].extra = extra.iter().map(|s| (*s).to_owned()).collect();
+    }
+
     pub fn spawn(&mut self, i: usize) {
         self.members[i].spawn();
     }

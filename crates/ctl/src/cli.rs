@@ -242,9 +242,11 @@ pub struct WatchArgs {
     /// get the previous key-value pair before the event happens
     #[arg(long = "prev-kv")]
     pub prev_kv: bool,
-    /// key, optional range end, then `--` and a command to run on each event
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    /// key and optional range end
     pub args: Vec<String>,
+    /// after `--`: a command to run on each event
+    #[arg(last = true)]
+    pub exec: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -390,7 +392,6 @@ pub struct LockArgs {
     /// timeout for session
     #[arg(long, default_value = "10")]
     pub ttl: i64,
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
 }
 

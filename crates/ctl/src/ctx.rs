@@ -98,6 +98,21 @@ impl Ctx {
         })
     }
 
+    /// A context for a concurrent part of a command: same flags, own buffers, no client yet.
+    pub fn fork(&self) -> Ctx {
+        Ctx {
+            global: self.global.clone(),
+            printer: self.printer,
+            dial_timeout: self.dial_timeout,
+            command_timeout: self.command_timeout,
+            out: Vec::new(),
+            err: Vec::new(),
+            user: self.user.clone(),
+            client: None,
+            target_id: self.target_id.clone(),
+        }
+    }
+
     /// Writes buffered stderr then stdout.
     pub fn flush(&mut self) {
         let mut err = std::io::stderr().lock();
@@ -150,9 +165,14 @@ impl Ctx {
         }
     }
 
+    /// A failed connect: etcdctl cannot build its client (bad credentials) and exits 2; an unreachable
+    /// endpoint only fails the first request (exit 1), as clientv3 dials without blocking.
     fn failed(&mut self, e: ClientError) -> CtlError {
         self.warn_retry(&e);
-        e.into()
+        match e {
+            ClientError::Etcd(_) => CtlError::new(ExitCode::BadConnection, client_message(&e)),
+            other => other.into(),
+        }
     }
 
     /// Runs one unary call under `--command-timeout`; failures are logged as clientv3 logs them.

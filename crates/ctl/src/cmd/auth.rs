@@ -52,6 +52,8 @@ pub async fn auth(ctx: &mut Ctx, c: AuthCommand) -> Result<()> {
                     Ok(_) => break,
                     Err(ClientError::Etcd(EtcdError::RootRoleNotExist)) => {
                         ctx.call(client.role_add(AuthRoleAddRequest { name: "root".into() })).await?;
+                        let grant = AuthUserGrantRoleRequest { user: "root".into(), role: "root".into() };
+                        ctx.call(client.user_grant_role(grant)).await?;
                     }
                     Err(e) => return Err(e.into()),
                 }
@@ -208,12 +210,11 @@ async fn user_get(ctx: &mut Ctx, a: UserGetArgs) -> Result<()> {
             ctx.out.extend_from_slice(format!("{j}\n").as_bytes());
             Ok(())
         }
-        Format::Fields => names_fields(ctx, r.header.as_ref(), "Roles", &r.roles),
         Format::Protobuf => {
             ctx.out.extend_from_slice(&prost::Message::encode_to_vec(&r));
             Ok(())
         }
-        Format::Table => Err(CtlError::unsupported_format("table")),
+        f => Err(CtlError::unsupported_format(f.name())),
     }
 }
 

@@ -116,17 +116,13 @@ pub async fn endpoint(ctx: &mut Ctx, a: EndpointArgs) -> Result<()> {
             let mut list = Vec::new();
             let mut failed = false;
             for ep in eps {
-                let r = match ctx.connect(std::slice::from_ref(&ep)).await {
-                    Ok(c) => ctx.call_raw(c.status()).await,
-                    Err(e) => Err(ClientError::Status(tonic::Status::unavailable(e.to_string()))),
-                };
-                match r {
+                match per_endpoint(ctx, &ep, |c| async move { c.status().await }).await {
                     Ok(resp) => list.push(EpStatus { ep, resp }),
-                    Err(e) => {
+                    Err(m) => {
                         failed = true;
-                        let line =
-                            format!("Failed to get the status of endpoint {ep} ({})\n", client_message(&e));
-                        ctx.err.extend_from_slice(line.as_bytes());
+                        ctx.err.extend_from_slice(
+                            format!("Failed to get the status of endpoint {ep} ({m})\n").as_bytes(),
+                        );
                     }
                 }
             }
@@ -135,26 +131,33 @@ pub async fn endpoint(ctx: &mut Ctx, a: EndpointArgs) -> Result<()> {
         }
         EndpointCommand::Hashkv(h) => {
             let mut list = Vec::new();
-            let mut failed = false;
+            let mut failed = None;
             for ep in eps {
-                let r = match ctx.connect(std::slice::from_ref(&ep)).await {
-                    Ok(c) => ctx.call_raw(c.hash_kv(HashKvRequest { revision: h.rev })).await,
-                    Err(e) => Err(ClientError::Status(tonic::Status::unavailable(e.to_string()))),
-                };
-                match r {
+                let req = HashKvRequest { revision: h.rev };
+                match per_endpoint(ctx, &ep, |c| async move { c.hash_kv(req).await }).await {
                     Ok(resp) => list.push(EpHashKv { ep, resp }),
-                    Err(e) => {
-                        failed = true;
-                        let line =
-                            format!("Failed to get the hash of endpoint {ep} ({})\n", client_message(&e));
-                        ctx.err.extend_from_slice(line.as_bytes());
+                    Err(m) => {
+                        ctx.err.extend_from_slice(
+                            format!("Failed to get the hash of endpoint {ep} ({m})\n").as_bytes(),
+                        );
+                        failed = Some(m);
                     }
                 }
             }
             ctx.printer.endpoint_hashkv(&mut ctx.out, &list)?;
-            exit_if(failed)
+            failed.map_or(Ok(()), |m| Err(CtlError::new(ExitCode::Error, m)))
         }
     }
+}
+
+/// One call on a client of `ep` alone; the error as clientv3 words it.
+async fn per_endpoint<T, F, Fut>(ctx: &mut Ctx, ep: &str, call: F) -> std::result::Result<T, String>
+where
+    F: FnOnce(cairn_client::Client) -> Fut,
+    Fut: std::future::Future<Output = cairn_client::Result<T>>,
+{
+    let client = ctx.connect(&[ep.to_owned()]).await.map_err(|e| e.to_string())?;
+    ctx.call_raw(call(client)).await.map_err(|e| client_message(&e))
 }
 
 /// etcdctl exits 1 without another message after printing what it could.
@@ -166,42 +169,50 @@ fn exit_if(failed: bool) -> Result<()> {
     }
 }
 
-async fn health(ctx: &mut Ctx, eps: Vec<String>) -> Result<()> {
-    let mut list = Vec::new();
-    for ep in eps {
-        let start = Instant::now();
-        let mut h = EpHealth { ep: ep.clone(), health: false, took: String::new(), error: String::new() };
-        let conn = ctx.connect(std::slice::from_ref(&ep)).await;
-        match conn {
-            Ok(c) => {
-                let r = ctx.call_raw(c.get("health", GetOptions::default())).await;
-                match r {
-                    Ok(_) | Err(ClientError::Etcd(EtcdError::PermissionDenied)) => h.health = true,
-                    Err(e) => h.error = client_message(&e),
-                }
-                if h.health {
-                    match ctx.call_raw(c.alarm(AlarmRequest::default())).await {
-                        Ok(a) if !a.alarms.is_empty() => {
-                            h.health = false;
-                            let names: Vec<String> = a
-                                .alarms
-                                .iter()
-                                .map(|x| crate::printer::alarm_name(x.alarm).to_owned())
-                                .collect();
-                            h.error = format!("Active Alarm(s): {}", names.join(" "));
-                        }
-                        Ok(_) => {}
-                        Err(_) => {
-                            h.health = false;
-                            h.error = "Unable to fetch the alarm list".into();
-                        }
+/// One endpoint's health: a linearizable read, then no raised alarm.
+async fn check_health(mut ctx: Ctx, ep: String) -> (EpHealth, Vec<u8>) {
+    let start = Instant::now();
+    let mut h = EpHealth { ep: ep.clone(), health: false, took: String::new(), error: String::new() };
+    match ctx.connect(std::slice::from_ref(&ep)).await {
+        Ok(c) => {
+            match ctx.call_raw(c.get("health", GetOptions::default())).await {
+                Ok(_) | Err(ClientError::Etcd(EtcdError::PermissionDenied)) => h.health = true,
+                Err(e) => h.error = client_message(&e),
+            }
+            if h.health {
+                match ctx.call_raw(c.alarm(AlarmRequest::default())).await {
+                    Ok(a) if !a.alarms.is_empty() => {
+                        h.health = false;
+                        let names: Vec<&str> =
+                            a.alarms.iter().map(|x| crate::printer::alarm_name(x.alarm)).collect();
+                        h.error = format!("Active Alarm(s): {}", names.join(" "));
+                    }
+                    Ok(_) => {}
+                    Err(_) => {
+                        h.health = false;
+                        h.error = "Unable to fetch the alarm list".into();
                     }
                 }
             }
-            Err(e) => h.error = e.to_string(),
         }
-        h.took = duration_string(start.elapsed());
-        list.push(h);
+        Err(e) => h.error = e.to_string(),
+    }
+    h.took = duration_string(start.elapsed());
+    (h, ctx.err)
+}
+
+/// Checks every endpoint at once; results in the order they complete, as etcdctl collects them.
+async fn health(ctx: &mut Ctx, eps: Vec<String>) -> Result<()> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for ep in eps {
+        tasks.spawn(check_health(ctx.fork(), ep));
+    }
+    let mut list = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        if let Ok((h, err)) = done {
+            ctx.err.extend_from_slice(&err);
+            list.push(h);
+        }
     }
     let failed = list.iter().any(|h| !h.error.is_empty());
     ctx.printer.endpoint_health(&mut ctx.out, &mut ctx.err, &list)?;

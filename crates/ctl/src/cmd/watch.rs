@@ -23,23 +23,14 @@ struct Spec {
     exec: Vec<String>,
 }
 
-/// Splits `key [range_end] [-- cmd args...]` using the raw command line to find the `--`.
-fn spec(a: &WatchArgs, raw: &[String]) -> Result<Spec> {
+/// The watch of `key [range_end] [-- cmd args...]`.
+fn spec(a: &WatchArgs) -> Result<Spec> {
     let rev = parse_int(&a.rev, 10).map_err(|e| {
         let m = format!("invalid argument {:?} for \"--rev\" flag: {e}", a.rev);
         CtlError::verbatim(1, format!("Error: {m}\n\nError: {m}\n"))
     })?;
-    let exec: Vec<String> = match raw.iter().position(|s| s == "--") {
-        Some(p) => raw[p + 1..].to_vec(),
-        None => Vec::new(),
-    };
+    let exec = a.exec.clone();
     let mut args = a.args.clone();
-    if !exec.is_empty() {
-        args.truncate(args.len().saturating_sub(exec.len()));
-        if args.last().is_some_and(|s| s == "--") {
-            args.pop();
-        }
-    }
     let (env_key, env_range) = (
         std::env::var("ETCDCTL_WATCH_KEY").unwrap_or_default(),
         std::env::var("ETCDCTL_WATCH_RANGE_END").unwrap_or_default(),
@@ -78,8 +69,7 @@ pub async fn watch(ctx: &mut Ctx, a: WatchArgs) -> Result<()> {
     if a.interactive {
         return interactive(ctx).await;
     }
-    let raw: Vec<String> = std::env::args().collect();
-    let spec = spec(&a, &raw)?;
+    let spec = spec(&a)?;
     let client = ctx.client().await?;
     ctx.flush();
     run_one(client, ctx.printer, spec).await?;
@@ -176,7 +166,7 @@ async fn interactive(ctx: &mut Ctx) -> Result<()> {
             continue;
         }
         let parsed = match Line::try_parse_from(&words) {
-            Ok(Line::Watch(a)) => spec(&a, &words),
+            Ok(Line::Watch(a)) => spec(&a),
             Err(e) => Err(CtlError::bad_args(e.kind().to_string())),
         };
         match parsed {
@@ -206,22 +196,21 @@ mod tests {
             rev: "0".into(),
             prev_kv: false,
             args: list.iter().map(|s| (*s).to_owned()).collect(),
+            exec: Vec::new(),
         }
     }
 
     #[test]
     fn exec_args_follow_the_separator() {
-        let raw: Vec<String> =
-            ["etcdctl", "watch", "k", "--", "echo", "hi"].iter().map(|s| (*s).to_owned()).collect();
-        let s = spec(&args(&["k", "echo", "hi"], false), &raw).unwrap();
-        assert_eq!(
-            (s.create.key.as_slice(), s.exec.as_slice()),
-            (&b"k"[..], &["echo".to_owned(), "hi".to_owned()][..])
-        );
-        let s = spec(&args(&["k"], true), &[]).unwrap();
+        let argv = ["etcdctl", "watch", "k", "--prefix", "--", "echo", "-n"];
+        let cli = crate::args::parse(argv.iter().map(std::ffi::OsString::from).collect()).unwrap();
+        let crate::cli::Command::Watch(w) = cli.command else { panic!("not a watch") };
+        let s = spec(&w).unwrap();
+        assert_eq!(s.create.key, b"k");
+        assert_eq!(s.exec, ["echo", "-n"]);
         assert_eq!(s.create.range_end, b"l");
         assert_eq!(
-            spec(&args(&["a", "b"], true), &[]).unwrap_err().to_string(),
+            spec(&args(&["a", "b"], true)).unwrap_err().to_string(),
             "`range_end` and `--prefix` are mutually exclusive"
         );
     }

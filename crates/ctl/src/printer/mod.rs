@@ -194,6 +194,26 @@ impl Printer {
     }
 
     pub fn revoke(&self, out: &mut Out, id: i64, r: &LeaseRevokeResponse) -> Result<()> {
+        if self.format == Format::Protobuf {
+            // clientv3's revoke response is no protobuf message: etcdctl refuses it, naming its value.
+            let h = r.header.unwrap_or_default();
+            let mut text = String::new();
+            for (name, v) in [("cluster_id", h.cluster_id), ("member_id", h.member_id)] {
+                if v != 0 {
+                    text.push_str(&format!("{name}:{v} "));
+                }
+            }
+            if h.revision != 0 {
+                text.push_str(&format!("revision:{} ", h.revision));
+            }
+            if h.raft_term != 0 {
+                text.push_str(&format!("raft_term:{} ", h.raft_term));
+            }
+            return Err(CtlError::new(
+                crate::error::ExitCode::BadFeature,
+                format!("marshal unsupported for type clientv3.LeaseRevokeResponse ({{{text}}})"),
+            ));
+        }
         self.header_only(out, r.header.as_ref(), &format!("lease {id:016x} revoked\n"), r)
     }
 

@@ -1,0 +1,391 @@
+//! The harness of cairnctl's compatibility suite: a fresh server (etcd or cairn) on free loopback ports in a temp
+//! dir, killed on drop; a script of commands run through `etcdctl` and through `cairnctl`, each against its own
+//! fresh server on the same ports and flags (so member id, cluster id and revisions match); transcripts normalised
+//! only where runs must differ (lease ids, timings, log lines) and compared.
+
+#![allow(dead_code, clippy::unwrap_used)] // shared by several test binaries, each using part of it
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Cairn,
+    Etcd,
+}
+
+/// The `cairn` binary beside `cairnctl` in the target directory, if built.
+pub fn cairn_binary() -> Option<PathBuf> {
+    let ctl = PathBuf::from(env!("CARGO_BIN_EXE_cairnctl"));
+    let cairn = ctl.with_file_name("cairn");
+    cairn.exists().then_some(cairn)
+}
+
+fn installed(program: &str) -> bool {
+    Command::new(program).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+}
+
+/// True if etcd and etcdctl are installed; in CI their absence fails the test, elsewhere it is skipped.
+pub fn etcd_available(test: &str) -> bool {
+    let found = installed("etcd") && installed("etcdctl");
+    if !found {
+        assert!(std::env::var("CI").is_err(), "{test}: etcd/etcdctl are not installed but CI is set");
+        eprintln!("{test}: skipped: etcd or etcdctl not installed");
+    }
+    found
+}
+
+/// True if the cairn binary was built (cargo test --workspace builds it).
+pub fn cairn_available(test: &str) -> bool {
+    let found = cairn_binary().is_some() && installed("etcdctl");
+    if !found {
+        assert!(std::env::var("CI").is_err(), "{test}: the cairn binary or etcdctl is missing but CI is set");
+        eprintln!("{test}: skipped: no cairn binary beside cairnctl (build the workspace) or no etcdctl");
+    }
+    found
+}
+
+pub struct Server {
+    child: Option<Child>,
+    _dir: tempfile::TempDir,
+    pub client_port: u16,
+}
+
+impl Server {
+    /// A fresh member named `default` on the given ports, ready to serve.
+    pub fn start(kind: Kind, client_port: u16, peer_port: u16) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let binary = match kind {
+            Kind::Etcd => PathBuf::from("etcd"),
+            Kind::Cairn => cairn_binary().unwrap(),
+        };
+        let client = format!("http://127.0.0.1:{client_port}");
+        let peer = format!("http://127.0.0.1:{peer_port}");
+        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        let child = Command::new(binary)
+            .arg("--name=default")
+            .arg(format!("--data-dir={}", dir.path().join("data").display()))
+            .arg(format!("--listen-client-urls={client}"))
+            .arg(format!("--advertise-client-urls={client}"))
+            .arg(format!("--listen-peer-urls={peer}"))
+            .arg(format!("--initial-advertise-peer-urls={peer}"))
+            .arg(format!("--initial-cluster=default={peer}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let server = Server { child: Some(child), _dir: dir, client_port };
+        server.wait_ready();
+        server
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+
+    /// Ready: it answers reads and has published its client URL (member list shows it).
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let url = format!("http://{}", self.endpoint());
+        while Instant::now() < deadline {
+            let out = Command::new(env!("CARGO_BIN_EXE_cairnctl"))
+                .args(["--endpoints", &self.endpoint(), "--dial-timeout=300ms", "member", "list"])
+                .stderr(Stdio::null())
+                .output();
+            if out.is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(&url)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("server on {} never became ready", self.endpoint());
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tool {
+    Etcdctl,
+    Cairnctl,
+}
+
+impl Tool {
+    fn command(self) -> Command {
+        let mut c = match self {
+            Tool::Etcdctl => Command::new("etcdctl"),
+            Tool::Cairnctl => Command::new(env!("CARGO_BIN_EXE_cairnctl")),
+        };
+        c.env("ETCDCTL_API", "3");
+        for (k, _) in std::env::vars() {
+            if k.starts_with("ETCDCTL_") && k != "ETCDCTL_API" {
+                c.env_remove(k);
+            }
+        }
+        c
+    }
+}
+
+/// One command of a script.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// Arguments (`{LEASE}` is the last granted lease id, in hex) and stdin.
+    Run(Vec<String>, String),
+    /// A streaming command (watch, observe): started, then `during` runs, then it is killed after `settle`.
+    Stream { args: Vec<String>, stdin: String, during: Vec<Step>, settle: Duration },
+    /// Raw environment variables for the following steps of this script.
+    Env(String, String),
+}
+
+/// Splits a command line on spaces; single quotes group words (no escapes).
+pub fn words(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut any = false;
+    for c in line.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                any = true;
+            }
+            ' ' if !quoted => {
+                if any {
+                    out.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                any = true;
+            }
+        }
+    }
+    if any {
+        out.push(cur);
+    }
+    out
+}
+
+pub fn run(line: &str) -> Step {
+    Step::Run(words(line), String::new())
+}
+
+pub fn run_in(line: &str, stdin: &str) -> Step {
+    Step::Run(words(line), stdin.to_owned())
+}
+
+pub fn stream(line: &str, during: Vec<Step>) -> Step {
+    Step::Stream { args: words(line), stdin: String::new(), during, settle: Duration::from_millis(700) }
+}
+
+/// Runs a script with one tool against one endpoint; the transcript of every step.
+pub struct Session {
+    tool: Tool,
+    endpoint: String,
+    leases: Vec<i64>,
+    env: BTreeMap<String, String>,
+    pub transcript: Vec<String>,
+}
+
+impl Session {
+    pub fn new(tool: Tool, endpoint: &str) -> Session {
+        Session {
+            tool,
+            endpoint: endpoint.to_owned(),
+            leases: Vec::new(),
+            env: BTreeMap::new(),
+            transcript: Vec::new(),
+        }
+    }
+
+    fn args(&self, args: &[String]) -> Vec<String> {
+        let lease = self.leases.last().map(|l| format!("{l:x}")).unwrap_or_default();
+        let mut all = vec!["--endpoints".to_owned(), self.endpoint.clone()];
+        all.extend(args.iter().map(|a| a.replace("{LEASE}", &lease)));
+        all
+    }
+
+    fn spawn(&self, args: &[String]) -> Child {
+        let mut c = self.tool.command();
+        c.args(self.args(args))
+            .envs(&self.env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c.spawn().unwrap()
+    }
+
+    pub fn step(&mut self, step: &Step) {
+        match step {
+            Step::Env(k, v) => {
+                self.env.insert(k.clone(), v.clone());
+            }
+            Step::Run(args, stdin) => {
+                let mut child = self.spawn(args);
+                let mut input = child.stdin.take().unwrap();
+                input.write_all(stdin.as_bytes()).unwrap();
+                drop(input);
+                let out = wait_bounded(child, Duration::from_secs(20));
+                self.record(args, out);
+            }
+            Step::Stream { args, stdin, during, settle } => {
+                let mut child = self.spawn(args);
+                let mut input = child.stdin.take().unwrap();
+                input.write_all(stdin.as_bytes()).unwrap();
+                std::thread::sleep(Duration::from_millis(600));
+                for s in during {
+                    self.step(s);
+                }
+                std::thread::sleep(*settle);
+                drop(input);
+                let _ = child.kill();
+                let out = wait_bounded(child, Duration::from_secs(5));
+                self.record(args, out);
+            }
+        }
+    }
+
+    fn record(&mut self, args: &[String], (stdout, stderr, code): (Vec<u8>, Vec<u8>, Option<i32>)) {
+        let stdout = String::from_utf8_lossy(&stdout).into_owned();
+        if let Some(id) = granted_lease(&stdout) {
+            self.leases.push(id);
+        }
+        let stderr: String = String::from_utf8_lossy(&stderr)
+            .lines()
+            .filter(|l| !l.starts_with("{\"level\":"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let text = format!(
+            "$ {}\n--- stdout\n{}--- stderr\n{}--- exit {:?}\n",
+            args.join(" "),
+            self.normalise(&stdout),
+            self.normalise(&stderr),
+            code
+        );
+        self.transcript.push(text);
+    }
+
+    /// Masks what differs between two runs of the same script: lease ids and timings.
+    fn normalise(&self, s: &str) -> String {
+        let mut s = s.to_owned();
+        for (i, l) in self.leases.iter().enumerate() {
+            s = s.replace(&format!("{l:016x}"), &format!("<LEASE{i}>"));
+            s = s.replace(&format!("{l:x}"), &format!("<LEASE{i}>"));
+            s = s.replace(&l.to_string(), &format!("<LEASE{i}>"));
+        }
+        mask_durations(&s)
+    }
+}
+
+/// The lease id a `lease grant` printed (simple or json).
+fn granted_lease(stdout: &str) -> Option<i64> {
+    if let Some(rest) = stdout.strip_prefix("lease ") {
+        if let Some((hex, tail)) = rest.split_once(' ') {
+            if tail.starts_with("granted") {
+                return i64::from_str_radix(hex, 16).ok();
+            }
+        }
+    }
+    let (at, skip) = match stdout.find("\"ID\":") {
+        Some(at) => (at, 5),
+        None => (stdout.find("\"ID\" : ")?, 7),
+    };
+    let digits: String = stdout[at + skip..].chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// "took = 1.2ms", "\"took\":\"1.2ms\"", "\"Took\" : 1.2ms" → "<T>".
+fn mask_durations(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    let markers = ["took = ", "\"took\":\"", "\"Took\" : "];
+    loop {
+        let next = markers.iter().filter_map(|m| rest.find(m).map(|i| (i, m.len()))).min();
+        let Some((i, len)) = next else {
+            out.push_str(rest);
+            return out;
+        };
+        out.push_str(&rest[..i + len]);
+        rest = &rest[i + len..];
+        let end =
+            rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == 'µ')).unwrap_or(rest.len());
+        out.push_str("<T>");
+        rest = &rest[end..];
+    }
+}
+
+/// Waits for a child with a deadline (killing it then): stdout, stderr and exit code.
+pub fn wait_bounded(mut child: Child, limit: Duration) -> (Vec<u8>, Vec<u8>, Option<i32>) {
+    let mut out_pipe = child.stdout.take().unwrap();
+    let mut err_pipe = child.stderr.take().unwrap();
+    let out_reader = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = out_pipe.read_to_end(&mut b);
+        b
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = err_pipe.read_to_end(&mut b);
+        b
+    });
+    let deadline = Instant::now() + limit;
+    let code = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    (out_reader.join().unwrap(), err_reader.join().unwrap(), code)
+}
+
+/// Runs `script` through etcdctl and through cairnctl, each against its own fresh `kind` server on the same
+/// ports, and asserts the transcripts are equal step by step.
+pub fn compare(kind: Kind, script: &[Step]) {
+    let (client_port, peer_port) = (free_port(), free_port());
+    let mut transcripts = Vec::new();
+    for tool in [Tool::Etcdctl, Tool::Cairnctl] {
+        let server = Server::start(kind, client_port, peer_port);
+        let mut session = Session::new(tool, &server.endpoint());
+        for step in script {
+            session.step(step);
+        }
+        drop(server);
+        transcripts.push(session.transcript);
+    }
+    let (want, got) = (&transcripts[0], &transcripts[1]);
+    let mut failures = Vec::new();
+    for (w, g) in want.iter().zip(got) {
+        if w != g {
+            failures.push(format!("etcdctl:\n{w}cairnctl:\n{g}"));
+        }
+    }
+    assert!(failures.is_empty(), "{} step(s) differ on {kind:?}:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn durations_are_masked() {
+    assert_eq!(mask_durations("x took = 1.5ms\n"), "x took = <T>\n");
+    assert_eq!(mask_durations("{\"took\":\"888µs\"}"), "{\"took\":\"<T>\"}");
+    assert_eq!(granted_lease("lease 00000000000000ff granted with TTL(5s)\n"), Some(255));
+    assert_eq!(words("put k 'a b'"), ["put", "k", "a b"]);
+}

@@ -1,6 +1,6 @@
 //! HTTP on the client port, as etcd serves it beside gRPC: `/health`, `/version`, and the JSON gateway for the
 //! KV paths (`/v3/kv/...`), `/v3/watch`, `/v3/maintenance/status` and `/v3/cluster/member/list` in grpc-gateway's shape (proto field names, int64 as strings, bytes as base64; errors
-//! as `{"error","message","code"}`).
+//! as `{"error","message","code"}`), and `/v3/lock/*`, `/v3/election/*` (Observe streams as `/v3/watch`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -12,14 +12,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cairn_api::etcdserverpb::WatchRequest;
-use cairn_api::EtcdError;
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::Code;
 
 use crate::member::{MemberState, CLUSTER_VERSION, SERVER_VERSION};
-use crate::{kv, lease, maintenance};
+use crate::{election, kv, lease, lock, maintenance};
 
 pub fn router(m: Arc<MemberState>) -> Router {
     Router::new()
@@ -41,6 +40,13 @@ pub fn router(m: Arc<MemberState>) -> Router {
         .route("/v3/lease/leases", post(|s, b| gateway(s, b, lease::leases)))
         .route("/v3/kv/lease/leases", post(|s, b| gateway(s, b, lease::leases)))
         .route("/v3/lease/keepalive", post(lease_keep_alive))
+        .route("/v3/lock/lock", post(|s, b| gateway(s, b, lock::lock)))
+        .route("/v3/lock/unlock", post(|s, b| gateway(s, b, lock::unlock)))
+        .route("/v3/election/campaign", post(|s, b| gateway(s, b, election::campaign)))
+        .route("/v3/election/proclaim", post(|s, b| gateway(s, b, election::proclaim)))
+        .route("/v3/election/leader", post(|s, b| gateway(s, b, election::leader)))
+        .route("/v3/election/resign", post(|s, b| gateway(s, b, election::resign)))
+        .route("/v3/election/observe", post(observe))
         .with_state(m)
 }
 
@@ -79,6 +85,22 @@ async fn watch(State(m): State<Arc<MemberState>>, body: Bytes) -> Response {
     ([("content-type", "application/json")], Body::from_stream(lines)).into_response()
 }
 
+/// Election Observe over HTTP: one `{"result": LeaderResponse}` line per change until the client goes away.
+async fn observe(State(m): State<Arc<MemberState>>, body: Bytes) -> Response {
+    let req = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error_response(Code::InvalidArgument, &e.to_string()),
+    };
+    let lines = election::observe(m, req).map(|resp| {
+        // Written around the message so its fields keep the proto order, as grpc-gateway's.
+        let mut line = b"{\"result\":".to_vec();
+        line.extend(serde_json::to_vec(&resp).unwrap_or_default());
+        line.extend_from_slice(b"}\n");
+        Ok::<_, std::convert::Infallible>(Bytes::from(line))
+    });
+    ([("content-type", "application/json")], Body::from_stream(lines)).into_response()
+}
+
 /// Keep-alive over HTTP: grpc-gateway streams it, so the answer is one `{"result": ...}` line.
 async fn lease_keep_alive(State(m): State<Arc<MemberState>>, body: Bytes) -> Response {
     let req = match serde_json::from_slice(&body) {
@@ -92,7 +114,7 @@ async fn lease_keep_alive(State(m): State<Arc<MemberState>>, body: Bytes) -> Res
 }
 
 /// Decodes the JSON body, runs the same function gRPC runs, encodes the answer.
-async fn gateway<Req, Resp, Fut>(
+async fn gateway<Req, Resp, E, Fut>(
     State(m): State<Arc<MemberState>>,
     body: Bytes,
     f: impl FnOnce(Arc<MemberState>, Req) -> Fut,
@@ -100,7 +122,8 @@ async fn gateway<Req, Resp, Fut>(
 where
     Req: DeserializeOwned + Default,
     Resp: Serialize,
-    Fut: std::future::Future<Output = Result<Resp, EtcdError>>,
+    E: Into<tonic::Status>,
+    Fut: std::future::Future<Output = Result<Resp, E>>,
 {
     // An empty body is the empty request, as grpc-gateway reads it.
     let req = if body.iter().all(u8::is_ascii_whitespace) {
@@ -114,7 +137,10 @@ where
     };
     match f(m, req).await {
         Ok(resp) => Json(resp).into_response(),
-        Err(e) => error_response(e.code(), e.message()),
+        Err(e) => {
+            let status: tonic::Status = e.into();
+            error_response(status.code(), status.message())
+        }
     }
 }
 

@@ -9,6 +9,8 @@
 //! - [`kv`], [`maintenance`]: the KV, Maintenance and Cluster gRPC services.
 //! - [`lease`]: the Lease service, applying lease entries into the lessor, and the leader's lease duties.
 //! - [`watch`]: the Watch service's streams (gRPC and gateway) and the watchers' background catch-up.
+//! - [`lock`], [`election`]: the Lock and Election services, on leases, keys and watch as etcd's v3lock/v3election.
+//! - [`concurrency`]: what those two share: sessions, contender keys, waiting for older contenders' deletion.
 //! - [`http`]: `/health`, `/version` and the JSON gateway.
 //! - [`server`]: listeners, the services on one port, signals and shutdown.
 //! - [`bootstrap`]: new cluster, joining an existing one, or restarting from the WAL, as etcd decides.
@@ -21,11 +23,14 @@
 //! It alone wires raft, storage and mvcc together; none of them knows the others.
 
 pub mod bootstrap;
+pub mod concurrency;
 pub mod config;
+pub mod election;
 pub mod error;
 pub mod http;
 pub mod kv;
 pub mod lease;
+pub mod lock;
 pub mod maintenance;
 pub mod member;
 pub mod membership;

@@ -12,17 +12,19 @@ use cairn_api::etcdserverpb::kv_server::KvServer;
 use cairn_api::etcdserverpb::lease_server::LeaseServer;
 use cairn_api::etcdserverpb::maintenance_server::MaintenanceServer;
 use cairn_api::etcdserverpb::watch_server::WatchServer;
-use cairn_api::v3electionpb::election_server::{Election, ElectionServer};
-use cairn_api::v3lockpb::lock_server::{Lock, LockServer};
+use cairn_api::v3electionpb::election_server::ElectionServer;
+use cairn_api::v3lockpb::lock_server::LockServer;
 use cairn_mvcc::Store;
 use cairn_storage::Backend;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{parse_host_port, split_urls, Config};
+use crate::election::ElectionService;
 use crate::error::ServerError;
 use crate::kv::KvService;
 use crate::lease::LeaseService;
+use crate::lock::LockService;
 use crate::maintenance::{ClusterService, MaintenanceService};
 use crate::member::MemberState;
 use crate::node::{self, Command, NodeSetup};
@@ -34,8 +36,6 @@ use crate::watch::WatchService;
 struct NotYet;
 
 impl Auth for NotYet {}
-impl Lock for NotYet {}
-impl Election for NotYet {}
 
 /// How long a stopping member lets in-flight requests finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
@@ -65,7 +65,7 @@ pub async fn run(cfg: Config) -> Result<(), ServerError> {
         snapshot_catchup_entries: cfg.snapshot_catchup_entries,
         max_request_bytes: cfg.max_request_bytes as usize,
         lease_config: cairn_lease::LessorConfig {
-            checkpoint_interval: Some(crate::lease::CHECKPOINT_INTERVAL),
+            checkpoint_interval: cfg.lease_checkpoint.then_some(cfg.lease_checkpoint_interval),
             ..cairn_lease::LessorConfig::new(cairn_lease::min_lease_ttl(
                 heartbeat,
                 Duration::from_millis(cfg.election_timeout),
@@ -108,8 +108,10 @@ pub async fn run(cfg: Config) -> Result<(), ServerError> {
     .add_service(WatchServer::new(WatchService(Arc::clone(&state))).max_decoding_message_size(max_recv))
     .add_service(LeaseServer::new(LeaseService(Arc::clone(&state))).max_decoding_message_size(max_recv))
     .add_service(AuthServer::new(NotYet))
-    .add_service(LockServer::new(NotYet))
-    .add_service(ElectionServer::new(NotYet));
+    .add_service(LockServer::new(LockService(Arc::clone(&state))).max_decoding_message_size(max_recv))
+    .add_service(
+        ElectionServer::new(ElectionService(Arc::clone(&state))).max_decoding_message_size(max_recv),
+    );
     let app = grpc.into_axum_router().merge(crate::http::router(Arc::clone(&state)));
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -25,12 +25,11 @@ fn change(change_type: ConfChangeType, node_id: u64) -> ConfChange {
     ConfChange { change_type, node_id, context: Vec::new() }
 }
 
-/// A fresh member id: etcd hashes the peer URLs with the time, so re-adding the same URLs gives a new id.
-fn new_member_id(m: &MemberState, peer_urls: &[String]) -> u64 {
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let salt = format!("{:x}-{nanos}", m.shared.cluster_id);
-    crate::config::member_id(peer_urls, &salt)
+/// A new member's id as etcd makes it: the peer URLs hashed with the Unix time in seconds (so the same URLs
+/// added twice within a second give the same id, and etcd's "member ID already exist").
+fn new_member_id(peer_urls: &[String]) -> u64 {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    crate::config::member_id(peer_urls, &secs.to_string())
 }
 
 pub async fn add(m: &MemberState, req: MemberAddRequest) -> Result<MemberAddResponse, EtcdError> {
@@ -38,15 +37,19 @@ pub async fn add(m: &MemberState, req: MemberAddRequest) -> Result<MemberAddResp
         return Err(EtcdError::MemberBadUrls);
     }
     let current = m.shared.members();
+    // etcd's order of checks: the id, then the URLs, then the learner count.
+    let id = new_member_id(&req.peer_ur_ls);
+    if current.removed.contains(&id) {
+        return Err(EtcdError::MemberNotFound);
+    }
+    if current.members.contains_key(&id) {
+        return Err(EtcdError::MemberExist);
+    }
     if current.peer_url_owner(&req.peer_ur_ls, 0).is_some() {
         return Err(EtcdError::PeerUrlExist);
     }
     if req.is_learner && current.members.values().filter(|x| x.is_learner).count() >= MAX_LEARNERS {
         return Err(EtcdError::TooManyLearners);
-    }
-    let id = new_member_id(m, &req.peer_ur_ls);
-    if current.members.contains_key(&id) || current.removed.contains(&id) {
-        return Err(EtcdError::MemberExist);
     }
     let member = Member { id, peer_ur_ls: req.peer_ur_ls, is_learner: req.is_learner, ..Member::default() };
     let kind = if req.is_learner { ConfChangeType::AddLearnerNode } else { ConfChangeType::AddNode };

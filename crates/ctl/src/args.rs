@@ -77,6 +77,14 @@ fn twice(message: &str, between: &str) -> CtlError {
     CtlError::verbatim(1, format!("Error: {message}\n{between}Error: {message}\n"))
 }
 
+/// A flag that does not parse: cobra's error twice on stderr and the command's usage on stdout.
+pub fn flag_error(message: &str) -> CtlError {
+    let root = Cli::command();
+    let argv: Vec<String> = std::env::args().collect();
+    let stdout = crate::usage::usage(&root, &crate::usage::command_path(&root, &argv)).unwrap_or_default();
+    CtlError::Verbatim { code: 1, stdout, stderr: format!("Error: {message}\n\nError: {message}\n") }
+}
+
 fn context(e: &clap::Error, kind: ContextKind) -> String {
     match e.get(kind) {
         Some(ContextValue::String(s)) => s.clone(),
@@ -117,25 +125,22 @@ fn cobra_error(e: &clap::Error) -> CtlError {
                     format!("unknown shorthand flag: '{c}' in {flag}")
                 }
             };
-            twice(&message, "\n")
+            flag_error(&message)
         }
         ErrorKind::InvalidValue | ErrorKind::ValueValidation => {
             let arg = context(e, ContextKind::InvalidArg);
             let value = context(e, ContextKind::InvalidValue);
-            let flag = arg.split([' ', '=']).next().unwrap_or_default();
-            twice(
-                &format!(
-                    "invalid argument {value:?} for {flag:?} flag: strconv.ParseBool: parsing {value:?}: invalid syntax"
-                ),
-                "\n",
-            )
+            let flag = arg.split([' ', '=', '[']).next().unwrap_or_default();
+            flag_error(&format!(
+                "invalid argument {value:?} for {flag:?} flag: strconv.ParseBool: parsing {value:?}: invalid syntax"
+            ))
         }
         ErrorKind::NoEquals | ErrorKind::TooFewValues | ErrorKind::WrongNumberOfValues => {
             let arg = context(e, ContextKind::InvalidArg);
             let flag = arg.split([' ', '=']).next().unwrap_or_default();
-            twice(&format!("flag needs an argument: {flag}"), "\n")
+            flag_error(&format!("flag needs an argument: {flag}"))
         }
-        _ => twice(e.to_string().trim_start_matches("error: ").trim_end(), "\n"),
+        _ => flag_error(e.to_string().trim_start_matches("error: ").trim_end()),
     }
 }
 
@@ -193,6 +198,7 @@ mod tests {
     #[test]
     fn unknown_flags_as_pflag() {
         let (code, text) = err_text(&["etcdctl", "get", "--bogus", "a"]);
+        // (the usage goes to stdout; see usage.rs)
         assert_eq!(
             (code, text.as_str()),
             (1, "Error: unknown flag: --bogus\n\nError: unknown flag: --bogus\n")

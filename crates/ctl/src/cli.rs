@@ -119,7 +119,7 @@ pub enum Command {
     /// Manages etcd node snapshots
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
-    /// Transfers leadership to another etcd cluster member.
+    #[command(about = "Transfers leadership to another etcd cluster member.")]
     MoveLeader(Positional),
     /// Acquires a named lock
     Lock(LockArgs),
@@ -222,7 +222,7 @@ pub struct TxnArgs {
 
 #[derive(Debug, Args)]
 pub struct CompactionArgs {
-    /// Wait for the compaction to physically remove all old revisions
+    /// 'true' to wait for compaction to physically remove all old revisions
     #[arg(long)]
     pub physical: bool,
     pub args: Vec<String>,
@@ -295,8 +295,7 @@ pub enum MemberCommand {
 
 #[derive(Debug, Args)]
 pub struct MemberAddArgs {
-    /// comma separated peer URLs for the new member.
-    #[arg(long = "peer-urls", default_value = "")]
+    #[arg(long = "peer-urls", default_value = "", help = "comma separated peer URLs for the new member.")]
     pub peer_urls: String,
     /// indicates if the new member is raft learner
     #[arg(long)]
@@ -306,8 +305,11 @@ pub struct MemberAddArgs {
 
 #[derive(Debug, Args)]
 pub struct MemberUpdateArgs {
-    /// comma separated peer URLs for the updated member.
-    #[arg(long = "peer-urls", default_value = "")]
+    #[arg(
+        long = "peer-urls",
+        default_value = "",
+        help = "comma separated peer URLs for the updated member."
+    )]
     pub peer_urls: String,
     pub args: Vec<String>,
 }
@@ -333,7 +335,7 @@ pub enum EndpointCommand {
 
 #[derive(Debug, Args)]
 pub struct HashKvArgs {
-    /// the revision to hash (default: 0 for latest revision)
+    /// maximum revision to hash (default: all revisions)
     #[arg(long, default_value = "0")]
     pub rev: i64,
     pub args: Vec<String>,
@@ -352,8 +354,10 @@ pub struct DefragArgs {
     /// use all endpoints from the cluster member list
     #[arg(long)]
     pub cluster: bool,
-    /// Defragments a data directory of etcd member (not supported by cairnctl)
-    #[arg(long = "data-dir")]
+    #[arg(
+        long = "data-dir",
+        help = "Optional. If present, defragments a data directory not in use by etcd."
+    )]
     pub data_dir: Option<String>,
     pub args: Vec<String>,
 }
@@ -370,18 +374,25 @@ pub enum SnapshotCommand {
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    #[arg(long = "data-dir")]
-    pub data_dir: Option<String>,
-    #[arg(long = "wal-dir")]
-    pub wal_dir: Option<String>,
-    #[arg(long = "initial-cluster")]
-    pub initial_cluster: Option<String>,
-    #[arg(long = "initial-cluster-token")]
-    pub initial_cluster_token: Option<String>,
-    #[arg(long = "initial-advertise-peer-urls")]
-    pub initial_advertise_peer_urls: Option<String>,
-    #[arg(long)]
-    pub name: Option<String>,
+    /// Path to the data directory
+    #[arg(long = "data-dir", default_value = "")]
+    pub data_dir: String,
+    /// Path to the WAL directory (use --data-dir if none given)
+    #[arg(long = "wal-dir", default_value = "")]
+    pub wal_dir: String,
+    /// Initial cluster configuration for restore bootstrap
+    #[arg(long = "initial-cluster", default_value = "default=http://localhost:2380")]
+    pub initial_cluster: String,
+    /// Initial cluster token for the etcd cluster during restore bootstrap
+    #[arg(long = "initial-cluster-token", default_value = "etcd-cluster")]
+    pub initial_cluster_token: String,
+    /// List of this member's peer URLs to advertise to the rest of the cluster
+    #[arg(long = "initial-advertise-peer-urls", default_value = "http://localhost:2380")]
+    pub initial_advertise_peer_urls: String,
+    /// Human-readable name for this member
+    #[arg(long, default_value = "default")]
+    pub name: String,
+    /// Ignore snapshot integrity hash value (required if copied from data directory)
     #[arg(long = "skip-hash-check")]
     pub skip_hash_check: bool,
     pub args: Vec<String>,
@@ -432,17 +443,21 @@ pub enum UserCommand {
 #[derive(Debug, Args)]
 pub struct UserAddArgs {
     /// Read password from stdin instead of interactive terminal
-    #[arg(long)]
-    pub interactive: Option<bool>,
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true",
+          action = ArgAction::Set)]
+    pub interactive: bool,
+    /// Supply password from the command line flag
+    #[arg(long = "new-user-password", default_value = "")]
+    pub new_user_password: String,
     /// Create a user without password (CN based auth only)
-    #[arg(long = "no-password")]
+    #[arg(long = "no-password", hide = true)]
     pub no_password: bool,
     pub args: Vec<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct UserGetArgs {
-    /// Get the detailed permission of the user
+    /// Show permissions of roles granted to the user
     #[arg(long)]
     pub detail: bool,
     pub args: Vec<String>,
@@ -451,8 +466,9 @@ pub struct UserGetArgs {
 #[derive(Debug, Args)]
 pub struct PasswdArgs {
     /// If true, read password from stdin instead of interactive terminal
-    #[arg(long)]
-    pub interactive: Option<bool>,
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true",
+          action = ArgAction::Set)]
+    pub interactive: bool,
     pub args: Vec<String>,
 }
 
@@ -469,7 +485,7 @@ pub enum RoleCommand {
     /// Grants a key to a role
     GrantPermission(PermArgs),
     /// Revokes a key from a role
-    RevokePermission(PermArgs),
+    RevokePermission(RevokePermArgs),
 }
 
 #[derive(Debug, Args)]
@@ -484,20 +500,37 @@ pub struct PermArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct RevokePermArgs {
+    /// revoke a prefix permission
+    #[arg(long)]
+    pub prefix: bool,
+    /// revoke a permission of keys that are greater than or equal to the given key using byte compare
+    #[arg(long = "from-key")]
+    pub from_key: bool,
+    pub args: Vec<String>,
+}
+
+impl From<RevokePermArgs> for PermArgs {
+    fn from(a: RevokePermArgs) -> Self {
+        PermArgs { prefix: a.prefix, from_key: a.from_key, args: a.args }
+    }
+}
+
+#[derive(Debug, Args)]
 pub struct MirrorArgs {
     /// Key-value prefix to mirror
     #[arg(long, default_value = "")]
     pub prefix: String,
-    /// Destination prefix to mirror a prefix to a different prefix in the destination cluster
+    /// destination prefix to mirror a prefix to a different prefix in the destination cluster
     #[arg(long = "dest-prefix", default_value = "")]
     pub dest_prefix: String,
     /// mirror key-values to the root of the destination cluster
     #[arg(long = "no-dest-prefix")]
     pub no_dest_prefix: bool,
-    /// Destination TLS certificate file
+    /// Identify secure client using this TLS certificate file for the destination cluster
     #[arg(long = "dest-cert", default_value = "")]
     pub dest_cert: String,
-    /// Destination TLS key file
+    /// Identify secure client using this TLS key file
     #[arg(long = "dest-key", default_value = "")]
     pub dest_key: String,
     /// Verify certificates of TLS enabled secure servers using this CA bundle
@@ -517,16 +550,21 @@ pub enum CheckCommand {
 
 #[derive(Debug, Args)]
 pub struct PerfArgs {
-    /// The load to check the performance with: s (small), m (medium), l (large), xl (extra large)
-    #[arg(long, default_value = "s")]
+    #[arg(
+        long,
+        default_value = "s",
+        help = "The performance check's workload model. Accepted workloads: s(small), m(medium), l(large), xl(xLarge)"
+    )]
     pub load: String,
-    /// The prefix for writing the performance check's keys.
-    #[arg(long, default_value = "/etcdctl-check-perf/")]
+    #[arg(
+        long,
+        default_value = "/etcdctl-check-perf/",
+        help = "The prefix for writing the performance check's keys."
+    )]
     pub prefix: String,
-    /// Auto compact and defrag after the check is complete.
-    #[arg(long = "auto-compact")]
+    #[arg(long = "auto-compact", help = "Compact storage with last revision after test is finished.")]
     pub auto_compact: bool,
-    #[arg(long = "auto-defrag")]
+    #[arg(long = "auto-defrag", help = "Defragment storage after test is finished.")]
     pub auto_defrag: bool,
     pub args: Vec<String>,
 }

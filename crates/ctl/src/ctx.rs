@@ -32,14 +32,20 @@ pub struct Ctx {
 
 fn duration_flag(name: &str, value: &str) -> Result<Duration> {
     parse_duration(value).map_err(|e| {
-        let m = format!("invalid argument {value:?} for \"--{name}\" flag: {e}");
-        CtlError::verbatim(1, format!("Error: {m}\n\nError: {m}\n"))
+        crate::args::flag_error(&format!("invalid argument {value:?} for \"--{name}\" flag: {e}"))
     })
 }
 
 /// Checks the TLS files as etcdctl does before dialing; cairn-client has no TLS transport, so a TLS endpoint is
 /// then unreachable.
 fn check_tls(g: &Global) -> Result<bool> {
+    if g.cert.is_some() != g.key.is_some() {
+        return Err(CtlError::bad_args(format!(
+            "KeyFile and CertFile must both be present[key: {}, cert: {}]",
+            g.key.as_deref().unwrap_or(""),
+            g.cert.as_deref().unwrap_or("")
+        )));
+    }
     for file in [&g.cert, &g.key, &g.cacert].into_iter().flatten() {
         if let Err(e) = std::fs::File::open(file) {
             let reason = match e.kind() {
@@ -49,13 +55,6 @@ fn check_tls(g: &Global) -> Result<bool> {
             };
             return Err(CtlError::bad_args(format!("open {file}: {reason}")));
         }
-    }
-    if g.cert.is_some() != g.key.is_some() {
-        return Err(CtlError::bad_args(format!(
-            "KeyFile and CertFile must both be present[key: {}, cert: {}]",
-            g.key.as_deref().unwrap_or(""),
-            g.cert.as_deref().unwrap_or("")
-        )));
     }
     Ok(g.cert.is_some() || g.cacert.is_some() || !g.insecure_transport || g.insecure_skip_tls_verify)
 }

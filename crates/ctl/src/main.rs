@@ -10,6 +10,7 @@
 //!   concurrency, mirror, check).
 //! - [`boltdb`]: a read-only walk of etcd's bolt snapshot files for `snapshot status`.
 //! - [`gofmt`], [`gojson`]: Go's `%q`, durations, go-humanize and encoding/json rules the output relies on.
+//! - [`usage`]: etcdctl's usage text, printed when flags do not parse.
 //! - [`error`]: [`error::CtlError`] and etcdctl's exit codes.
 //!
 //! It must not know the server: it speaks the etcd v3 API through cairn-client only.
@@ -23,6 +24,7 @@ mod error;
 mod gofmt;
 mod gojson;
 mod printer;
+mod usage;
 
 use std::io::Write;
 

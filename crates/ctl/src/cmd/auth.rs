@@ -148,11 +148,12 @@ pub async fn user(ctx: &mut Ctx, c: UserCommand) -> Result<()> {
 async fn user_add(ctx: &mut Ctx, a: UserAddArgs) -> Result<()> {
     let arg = one(&a.args, "user add command requires user name as its argument")?.to_owned();
     let (name, password) = match arg.split_once(':') {
+        _ if !a.new_user_password.is_empty() => (arg.clone(), a.new_user_password.clone()),
         Some(("", _)) => return Err(CtlError::bad_args("empty user name is not allowed")),
         Some((u, p)) => (u.to_owned(), p.to_owned()),
         None if a.no_password => (arg.clone(), String::new()),
         None => {
-            let pw = read_password(&arg, a.interactive.unwrap_or(true))?;
+            let pw = read_password(&arg, a.interactive)?;
             (arg.clone(), pw)
         }
     };
@@ -169,7 +170,7 @@ async fn user_add(ctx: &mut Ctx, a: UserAddArgs) -> Result<()> {
 
 async fn passwd(ctx: &mut Ctx, a: PasswdArgs) -> Result<()> {
     let name = one(&a.args, "user passwd command requires user name as its argument")?.to_owned();
-    let password = read_password(&name, a.interactive.unwrap_or(true))?;
+    let password = read_password(&name, a.interactive)?;
     let client = ctx.client().await?;
     let r = ctx
         .call(client.user_change_password(AuthUserChangePasswordRequest {
@@ -287,7 +288,7 @@ pub async fn role(ctx: &mut Ctx, c: RoleCommand) -> Result<()> {
             names(ctx, r.header.as_ref(), "roles", "Roles", &r.roles, &r)
         }
         RoleCommand::GrantPermission(a) => grant(ctx, a).await,
-        RoleCommand::RevokePermission(a) => revoke(ctx, a).await,
+        RoleCommand::RevokePermission(a) => revoke(ctx, a.into()).await,
     }
 }
 

@@ -123,7 +123,7 @@ pub async fn lock(ctx: &mut Ctx, a: LockArgs) -> Result<()> {
 pub async fn elect(ctx: &mut Ctx, a: ElectArgs) -> Result<()> {
     if a.args.is_empty() || a.args.len() > 2 {
         return Err(CtlError::bad_args(
-            "elect takes one election name argument and an optional proposal argument.",
+            "elect takes one election name argument and an optional proposal argument",
         ));
     }
     let name = a.args[0].clone().into_bytes();

@@ -22,7 +22,7 @@ const BATCH: i64 = 1000;
 
 pub async fn make_mirror(ctx: &mut Ctx, a: MirrorArgs) -> Result<()> {
     let [dest] = a.args.as_slice() else {
-        return Err(CtlError::bad_args("make-mirror takes one destination argument."));
+        return Err(CtlError::bad_args("make-mirror takes one destination argument"));
     };
     let dc = ctx.connect(std::slice::from_ref(dest)).await?;
     let c = ctx.client().await?;

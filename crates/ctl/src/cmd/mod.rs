@@ -14,7 +14,7 @@ mod watch;
 
 use crate::cli::Command;
 use crate::ctx::Ctx;
-use crate::error::{CtlError, Result};
+use crate::error::Result;
 use crate::gofmt::quote;
 
 pub async fn dispatch(ctx: &mut Ctx, command: Command) -> Result<()> {
@@ -62,8 +62,7 @@ pub fn parse_int(s: &str, base: u32) -> std::result::Result<i64, String> {
 /// An int64 flag's value, with pflag's error when it is not a number.
 pub fn flag_int(name: &str, value: &str) -> Result<i64> {
     parse_int(value, 10).map_err(|e| {
-        let m = format!("invalid argument {value:?} for \"--{name}\" flag: {e}");
-        CtlError::verbatim(1, format!("Error: {m}\n\nError: {m}\n"))
+        crate::args::flag_error(&format!("invalid argument {value:?} for \"--{name}\" flag: {e}"))
     })
 }
 

@@ -9,7 +9,6 @@ use cairn_client::options::prefix_end;
 use cairn_client::Client;
 use clap::Parser;
 
-use super::parse_int;
 use crate::cli::WatchArgs;
 use crate::ctx::Ctx;
 use crate::error::{CtlError, ExitCode, Result};
@@ -25,10 +24,7 @@ struct Spec {
 
 /// The watch of `key [range_end] [-- cmd args...]`.
 fn spec(a: &WatchArgs) -> Result<Spec> {
-    let rev = parse_int(&a.rev, 10).map_err(|e| {
-        let m = format!("invalid argument {:?} for \"--rev\" flag: {e}", a.rev);
-        CtlError::verbatim(1, format!("Error: {m}\n\nError: {m}\n"))
-    })?;
+    let rev = super::flag_int("rev", &a.rev)?;
     let exec = a.exec.clone();
     let mut args = a.args.clone();
     let (env_key, env_range) = (

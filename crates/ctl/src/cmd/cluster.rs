@@ -69,8 +69,7 @@ async fn add(ctx: &mut Ctx, a: MemberAddArgs) -> Result<()> {
     }
     let new = resp.member.clone().unwrap_or_default();
     let cluster = resp.header.map_or(0, |h| h.cluster_id);
-    let as_learner = if new.is_learner { " as learner " } else { " " };
-    let mut text = format!("Member {:16x} added{as_learner}to cluster {cluster:16x}\n", new.id);
+    let mut text = format!("Member {:16x} added to cluster {cluster:16x}\n", new.id);
     let mut conf = Vec::new();
     for m in &resp.members {
         for u in &m.peer_ur_ls {

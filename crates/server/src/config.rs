@@ -88,6 +88,25 @@ pub struct Config {
         value_parser = parse_go_duration
     )]
     pub watch_progress_notify_interval: std::time::Duration,
+    /// Persist leases' remaining TTL periodically so a leader change does not restart them from their full TTL.
+    /// On by default in cairn (etcd 3.4 has it off); `=false` turns it off.
+    #[arg(
+        long = "experimental-enable-lease-checkpoint",
+        env = "ETCD_EXPERIMENTAL_ENABLE_LEASE_CHECKPOINT",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub lease_checkpoint: bool,
+    /// How often the leader checkpoints leases' remaining TTL (Go duration).
+    #[arg(
+        long = "experimental-lease-checkpoint-interval",
+        env = "ETCD_EXPERIMENTAL_LEASE_CHECKPOINT_INTERVAL",
+        default_value = "5m",
+        value_parser = parse_go_duration
+    )]
+    pub lease_checkpoint_interval: std::time::Duration,
     /// Path to the server configuration file (YAML, etcd's keys). Flags and environment are ignored when set.
     #[arg(long, env = "ETCD_CONFIG_FILE")]
     pub config_file: Option<PathBuf>,
@@ -118,6 +137,8 @@ struct FileConfig {
     logger: Option<String>,
     log_format: Option<String>,
     experimental_watch_progress_notify_interval: Option<String>,
+    experimental_enable_lease_checkpoint: Option<bool>,
+    experimental_lease_checkpoint_interval: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -206,6 +227,12 @@ impl Config {
             self.log_format = f.log_format.or(self.log_format);
             if let Some(d) = f.experimental_watch_progress_notify_interval {
                 self.watch_progress_notify_interval = parse_go_duration(&d).map_err(ConfigError::Invalid)?;
+            }
+            if let Some(on) = f.experimental_enable_lease_checkpoint {
+                self.lease_checkpoint = on;
+            }
+            if let Some(d) = f.experimental_lease_checkpoint_interval {
+                self.lease_checkpoint_interval = parse_go_duration(&d).map_err(ConfigError::Invalid)?;
             }
         }
         self.validate()?;
@@ -383,6 +410,15 @@ mod tests {
         assert!(parse_go_duration("").is_err());
         let c = parse(&["--watch-progress-notify-interval=2s"]);
         assert_eq!(c.watch_progress_notify_interval, Duration::from_secs(2));
+        assert!(c.lease_checkpoint, "cairn checkpoints leases unless told not to");
+        assert_eq!(c.lease_checkpoint_interval, Duration::from_secs(300));
+        let c = parse(&[
+            "--experimental-enable-lease-checkpoint=false",
+            "--experimental-lease-checkpoint-interval=1m",
+        ]);
+        assert!(!c.lease_checkpoint);
+        assert_eq!(c.lease_checkpoint_interval, Duration::from_secs(60));
+        assert!(parse(&["--experimental-enable-lease-checkpoint"]).lease_checkpoint);
     }
 
     #[test]

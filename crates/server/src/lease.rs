@@ -37,8 +37,6 @@ use crate::node::Applied;
 const LEADER_DUTY_INTERVAL: Duration = Duration::from_millis(500);
 /// How long a follower waits to reach the leader for a lease call (and a new leader for its lessor).
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(2);
-/// etcd's default lease checkpoint interval.
-pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(300);
 /// Checkpoints proposed in one request (etcd's maxLeaseCheckpointBatchSize).
 const CHECKPOINT_BATCH: usize = 1000;
 

@@ -50,7 +50,8 @@ pub async fn member_list(
     m: Arc<MemberState>,
     req: MemberListRequest,
 ) -> Result<MemberListResponse, EtcdError> {
-    if req.linearizable {
+    // A learner answers from its own view, as etcd serves MemberList on learners.
+    if req.linearizable && !m.shared.is_learner.load(Ordering::SeqCst) {
         m.read_index().await?;
     }
     // etcd's member list header carries no revision.

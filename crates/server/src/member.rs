@@ -43,6 +43,14 @@ impl MemberState {
         })
     }
 
+    /// A learner serves only serializable reads, Status and MemberList (etcd's isRPCSupportedForLearner).
+    fn check_voter(&self) -> Result<(), EtcdError> {
+        if self.shared.is_learner.load(Ordering::SeqCst) {
+            return Err(EtcdError::NotSupportedForLearner);
+        }
+        Ok(())
+    }
+
     fn check_running(&self) -> Result<(), EtcdError> {
         if self.shared.stopped.load(Ordering::SeqCst) {
             return Err(EtcdError::Stopped);
@@ -53,6 +61,7 @@ impl MemberState {
     /// Proposes a write through raft and waits for it to be applied.
     pub async fn propose(&self, request: Request) -> ApplyResult {
         self.check_running()?;
+        self.check_voter()?;
         // etcd compares the encoded internal request with --max-request-bytes.
         if request.encoded_len() > self.max_request_bytes {
             return Err(EtcdError::RequestTooLarge);
@@ -113,6 +122,7 @@ impl MemberState {
     /// Waits until a linearizable read may be served from the local store (ReadIndex).
     pub async fn read_index(&self) -> Result<(), EtcdError> {
         self.check_running()?;
+        self.check_voter()?;
         let (reply, rx) = oneshot::channel();
         self.tx.send(Command::ReadIndex { reply }).await.map_err(|_| EtcdError::Stopped)?;
         match tokio::time::timeout(self.request_timeout, rx).await {

@@ -145,6 +145,11 @@ async fn members_are_added_as_learners_promoted_and_removed_and_learners_never_v
     cluster.wait_value(n2, "before", "join").await;
     let status = cluster.status(n2).await.unwrap();
     assert!(status.is_learner);
+    let on_learner = cluster.client(n2).await;
+    let refused = on_learner.put("k", "v", PutOptions::default()).await.unwrap_err();
+    assert_eq!(refused.to_string(), "etcdserver: rpc not supported for learner");
+    let refused = on_learner.get("before", GetOptions::default()).await.unwrap_err();
+    assert_eq!(refused.to_string(), "etcdserver: rpc not supported for learner");
     // Learners never vote: with the learner stopped the lone voter still commits.
     cluster.kill9(n2);
     put(&c, "learner", "down").await;

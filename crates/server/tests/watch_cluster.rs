@@ -1,7 +1,8 @@
 //! Watch under faults in a 3-member cluster: one watcher on each member while writers run and the leader is
 //! killed and restarted and a watcher's own member is restarted. A watcher whose stream breaks resumes on
 //! another member from its last revision + 1. Every watcher must end with exactly the cluster's history
-//! (ordered, no duplicate, no gap, right prev_kv), each revision delivered whole.
+//! (ordered, no duplicate, no gap, right prev_kv), each revision delivered whole; and cairn-check's watch
+//! checker judges every stream of every watcher against that history.
 
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
 
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use cairn_api::etcdserverpb::watch_request::RequestUnion;
 use cairn_api::etcdserverpb::{WatchCreateRequest, WatchRequest};
 use cairn_api::mvccpb::Event;
+use cairn_check::watch as check;
 use cairn_client::{Client, DeleteOptions, PutOptions};
 use harness::Cluster;
 use tokio::sync::Mutex;
@@ -23,15 +25,18 @@ use tokio::sync::Mutex;
 const KEYS: usize = 8;
 const WRITES: usize = 240;
 
-fn watch_from(rev: i64) -> WatchRequest {
-    let create = WatchCreateRequest {
+fn create_request(rev: i64) -> WatchCreateRequest {
+    WatchCreateRequest {
         key: b"w/".to_vec(),
         range_end: b"w0".to_vec(),
         start_revision: rev,
         prev_kv: true,
         ..Default::default()
-    };
-    WatchRequest { request_union: Some(RequestUnion::CreateRequest(create)) }
+    }
+}
+
+fn watch_from(rev: i64) -> WatchRequest {
+    WatchRequest { request_union: Some(RequestUnion::CreateRequest(create_request(rev))) }
 }
 
 /// (revision, key, delete?, value, prev value) of an event.
@@ -42,12 +47,14 @@ fn seen(e: &Event) -> Seen {
     (kv.mod_revision, kv.key, e.r#type == 1, kv.value, e.prev_kv.as_ref().map(|p| p.value.clone()))
 }
 
-/// What one watcher received: every event, and the revisions each response carried.
+/// What one watcher received: every event, the revisions each response carried, and each stream's responses
+/// as cairn-check reads them.
 #[derive(Default)]
 struct Log {
     events: Vec<Seen>,
     responses: Vec<Vec<i64>>,
     resumes: usize,
+    segments: Vec<check::Segment>,
 }
 
 /// Follows `w/` from revision `from` until `stop` says so, starting on member `first` and moving to the next
@@ -81,6 +88,7 @@ async fn follow(
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
+        log.lock().await.segments.push(check::Segment { start_revision: next, responses: Vec::new() });
         loop {
             let target = *until.lock().await;
             if target != 0 && next > target {
@@ -90,10 +98,13 @@ async fn follow(
                 Err(_) => continue, // quiet: check whether we are done
                 Ok(Ok(Some(r))) => {
                     assert!(!r.canceled, "watch canceled: {r:?}");
+                    let mut l = log.lock().await;
+                    if let Some(segment) = l.segments.last_mut() {
+                        segment.responses.push(check::WatchResponse::from(&r));
+                    }
                     if r.events.is_empty() {
                         continue;
                     }
-                    let mut l = log.lock().await;
                     l.responses.push(r.events.iter().map(|e| seen(e).0).collect());
                     for e in &r.events {
                         l.events.push(seen(e));
@@ -167,15 +178,28 @@ async fn watchers_see_the_whole_history_across_leader_kill_and_member_restart() 
         let done = Arc::new(Mutex::new(last));
         let l = cluster.lock().await.wait_leader().await;
         follow(Arc::clone(&cluster), l, start, Arc::clone(&log), done).await;
-        let events = std::mem::take(&mut log.lock().await.events);
-        events
+        let l = log.lock().await;
+        let events: Vec<check::Event> =
+            l.segments.iter().flat_map(|s| &s.responses).flat_map(|r| r.events.clone()).collect();
+        (l.events.clone(), events)
     };
+    let (truth, truth_events) = truth;
     assert_eq!(truth.first().map(|e| e.0), Some(start));
     assert_eq!(truth.last().map(|e| e.0), Some(last));
     let by_revision: BTreeMap<i64, usize> = truth.iter().fold(BTreeMap::new(), |mut m, e| {
         *m.entry(e.0).or_default() += 1;
         m
     });
+    let ground = check::GroundTruth::new(truth_events).unwrap();
+    let mut watchers = Vec::new();
+    for log in &logs {
+        let l = log.lock().await;
+        let request = check::WatchRequest::from(&create_request(start));
+        watchers.push(check::Watcher { request, segments: l.segments.clone() });
+    }
+    if let Err(violations) = check::check(&ground, &watchers) {
+        panic!("{violations}");
+    }
     let mut resumed = 0;
     for (i, log) in logs.iter().enumerate() {
         let l = log.lock().await;

@@ -169,8 +169,8 @@ impl Ctx {
     fn failed(&mut self, e: ClientError) -> CtlError {
         self.warn_retry(&e);
         match e {
-            ClientError::Etcd(_) => CtlError::new(ExitCode::BadConnection, client_message(&e)),
-            other => other.into(),
+            ClientError::Unreachable { .. } => e.into(),
+            other => CtlError::new(ExitCode::BadConnection, client_message(&other)),
         }
     }
 

@@ -237,3 +237,24 @@ fn cluster_commands_match_etcdctl_on_cairn() {
         compare(Kind::Cairn, &cluster_script());
     }
 }
+
+#[test]
+fn lease_commands_match_etcdctl_on_cairn() {
+    if common::cairn_available("lease_commands_match_etcdctl_on_cairn") {
+        compare(Kind::Cairn, &lease_script());
+    }
+}
+
+#[test]
+fn watch_matches_etcdctl_on_cairn() {
+    if common::cairn_available("watch_matches_etcdctl_on_cairn") {
+        compare(Kind::Cairn, &watch_script());
+    }
+}
+
+#[test]
+fn auth_commands_match_etcdctl_on_cairn() {
+    if common::cairn_available("auth_commands_match_etcdctl_on_cairn") {
+        compare(Kind::Cairn, &auth_script());
+    }
+}

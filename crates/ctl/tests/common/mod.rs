@@ -54,8 +54,9 @@ pub fn cairn_available(test: &str) -> bool {
 }
 
 pub struct Server {
+    kind: Kind,
     child: Option<Child>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     pub client_port: u16,
 }
 
@@ -82,7 +83,7 @@ impl Server {
             .stderr(log)
             .spawn()
             .unwrap();
-        let server = Server { child: Some(child), _dir: dir, client_port };
+        let server = Server { kind, child: Some(child), dir, client_port };
         server.wait_ready();
         server
     }
@@ -91,7 +92,8 @@ impl Server {
         format!("127.0.0.1:{}", self.client_port)
     }
 
-    /// Ready: it answers reads and has published its client URL (member list shows it).
+    /// Ready: it has published its client URL (member list shows it) and, for etcd, set the cluster version (the
+    /// raft entry right after), so raft indexes are the same from run to run.
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         let url = format!("http://{}", self.endpoint());
@@ -100,7 +102,10 @@ impl Server {
                 .args(["--endpoints", &self.endpoint(), "--dial-timeout=300ms", "member", "list"])
                 .stderr(Stdio::null())
                 .output();
-            if out.is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(&url)) {
+            let published =
+                out.is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(&url));
+            let log = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+            if published && (self.kind == Kind::Cairn || log.contains("set the initial cluster version")) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));

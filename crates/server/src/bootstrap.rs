@@ -14,6 +14,9 @@ use crate::config::{cluster_id, Config};
 use crate::error::ServerError;
 use crate::membership::Membership;
 
+/// Rounds of asking every listed peer for the member list before giving up on joining.
+const JOIN_ATTEMPTS: usize = 10;
+
 /// Who this member is and what it starts from.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -49,44 +52,43 @@ pub async fn plan(cfg: &Config) -> Result<Plan, ServerError> {
         // A restart takes its ids from the WAL (the node checks them against these for a `new` cluster).
         return Ok(derived);
     }
+    // A peer that has not applied the MemberAdd yet does not list us: ask the others, then again a few times.
     let mut errors = Vec::new();
-    for peer in initial.iter().filter(|m| m.id != me.id) {
-        for url in &peer.peer_urls {
-            match fetch_members(url).await {
-                Ok((cid, list)) => {
-                    let Some(found) =
-                        list.iter().find(|m| m.peer_ur_ls.iter().any(|u| me.peer_urls.contains(u)))
-                    else {
-                        return Err(ServerError::Startup(format!(
-                            "member {} ({}) is not in the cluster's member list: add it first with \
-                             `etcdctl member add {} --peer-urls={}`",
-                            cfg.name,
-                            me.peer_urls.join(","),
-                            cfg.name,
-                            me.peer_urls.join(",")
-                        )));
-                    };
-                    let member_id = found.id;
-                    tracing::info!(
-                        member_id = format!("{member_id:x}"),
-                        cluster_id = format!("{cid:x}"),
-                        via = %url,
-                        "joining an existing cluster"
-                    );
-                    return Ok(Plan {
-                        member_id,
-                        cluster_id: cid,
-                        membership: Membership::from_members(list),
-                        join,
-                    });
+    for _ in 0..JOIN_ATTEMPTS {
+        for peer in initial.iter().filter(|m| m.id != me.id) {
+            for url in &peer.peer_urls {
+                match fetch_members(url).await {
+                    Ok((cid, list)) => {
+                        let mine =
+                            list.iter().find(|m| m.peer_ur_ls.iter().any(|u| me.peer_urls.contains(u)));
+                        let Some(found) = mine else {
+                            errors.push(format!("{url}: not in its member list"));
+                            continue;
+                        };
+                        let member_id = found.id;
+                        tracing::info!(
+                            member_id = format!("{member_id:x}"),
+                            cluster_id = format!("{cid:x}"),
+                            via = %url,
+                            "joining an existing cluster"
+                        );
+                        let membership = Membership::from_members(list);
+                        return Ok(Plan { member_id, cluster_id: cid, membership, join });
+                    }
+                    Err(e) => errors.push(format!("{url}: {e}")),
                 }
-                Err(e) => errors.push(format!("{url}: {e}")),
             }
         }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    errors.dedup();
     Err(ServerError::Startup(format!(
-        "cannot fetch cluster info from peer urls (--initial-cluster-state=existing): {}",
-        errors.join("; ")
+        "cannot join the cluster (--initial-cluster-state=existing): {} ({}): if it was not added, add it first \
+         with `etcdctl member add {} --peer-urls={}`",
+        cfg.name,
+        errors.join("; "),
+        cfg.name,
+        me.peer_urls.join(",")
     )))
 }
 

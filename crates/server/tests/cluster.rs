@@ -156,9 +156,11 @@ async fn members_are_added_as_learners_promoted_and_removed_and_learners_never_v
     cluster.spawn(n2);
     cluster.wait_value(n2, "learner", "down").await;
 
+    let mut on_learner_cc = cluster.cluster_client(n2).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        match cc.member_promote(MemberPromoteRequest { id: learner.id }).await {
+        // Asked on the learner itself: only the leader can tell it caught up, so the learner forwards it.
+        match on_learner_cc.member_promote(MemberPromoteRequest { id: learner.id }).await {
             Ok(r) => {
                 assert!(r.into_inner().members.iter().all(|m| !m.is_learner));
                 break;

@@ -38,8 +38,12 @@ impl Member {
         format!("http://127.0.0.1:{}", self.peer_port)
     }
 
+    /// Started and not exited (a process that exited by itself is a zombie until reaped).
     pub fn running(&self) -> bool {
-        self.child.is_some()
+        self.child.as_ref().is_some_and(|c| match std::fs::read_to_string(format!("/proc/{}/stat", c.id())) {
+            Ok(stat) => stat.rsplit(')').next().and_then(|r| r.split_whitespace().next()) != Some("Z"),
+            Err(_) => true,
+        })
     }
 
     pub fn log(&self) -> String {

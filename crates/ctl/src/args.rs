@@ -37,7 +37,7 @@ pub fn parse(argv: Vec<OsString>) -> Result<Cli> {
     check_env_conflicts(&argv)?;
     let mut command = Cli::command();
     if argv.len() <= 1 {
-        let help = command.render_help().to_string();
+        let help = crate::usage::usage(&command, &[]).unwrap_or_default();
         return Err(CtlError::Verbatim { code: 0, stdout: help, stderr: String::new() });
     }
     let matches = match command.try_get_matches_from_mut(argv) {
@@ -97,11 +97,14 @@ fn cobra_error(e: &clap::Error) -> CtlError {
     match e.kind() {
         ErrorKind::DisplayHelp
         | ErrorKind::DisplayVersion
-        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            CtlError::Verbatim { code: 0, stdout: e.render().to_string(), stderr: String::new() }
-        }
-        ErrorKind::MissingSubcommand => {
-            CtlError::Verbatim { code: 0, stdout: e.render().to_string(), stderr: String::new() }
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        | ErrorKind::MissingSubcommand => {
+            // cobra prints the command's help and exits 0.
+            let root = Cli::command();
+            let argv: Vec<String> = std::env::args().collect();
+            let stdout = crate::usage::usage(&root, &crate::usage::command_path(&root, &argv))
+                .unwrap_or_else(|| e.render().to_string());
+            CtlError::Verbatim { code: 0, stdout, stderr: String::new() }
         }
         ErrorKind::InvalidSubcommand => {
             let name = context(e, ContextKind::InvalidSubcommand);

@@ -163,11 +163,81 @@ fn tabulate(rows: &[(String, String)]) -> String {
     out
 }
 
-/// The usage of the command at `path`, or `None` for the root.
+/// `\tname<tabs>short` lines of a COMMANDS section.
+fn command_list(rows: &[(String, String)]) -> String {
+    tabulate(rows).lines().map(|l| format!("\t{l}\n")).collect()
+}
+
+/// Every leaf command under `cmd` with its path from `cmd`, sorted (the root's COMMANDS section).
+fn leaves(cmd: &Command, prefix: &str, out: &mut Vec<(String, String)>) {
+    for sub in cmd.get_subcommands() {
+        let name = if prefix.is_empty() {
+            sub.get_name().to_owned()
+        } else {
+            format!("{prefix} {}", sub.get_name())
+        };
+        if sub.has_subcommands() {
+            leaves(sub, &name, out);
+        } else {
+            out.push((name, sub.get_about().map(ToString::to_string).unwrap_or_default()));
+        }
+    }
+}
+
+fn sorted_flags<'a>(args: impl Iterator<Item = &'a clap::Arg>) -> Vec<(String, String)> {
+    let mut rows: Vec<(String, String)> = args.filter_map(flag_line).collect();
+    rows.sort_by(|a, b| long_name(&a.0).cmp(long_name(&b.0)));
+    rows
+}
+
+/// The help of the root or of a command group (`lease`, `member`, ...): its subcommands and flags.
+fn group_usage(root: &Command, cmd: &Command, path: &[String]) -> String {
+    let help_row = |name: &str| ("  -h, --help[=false]".to_owned(), format!("help for {name}"));
+    if path.is_empty() {
+        let mut commands = Vec::new();
+        leaves(root, "", &mut commands);
+        commands.sort();
+        let mut flags = sorted_flags(root.get_arguments().filter(|a| a.is_global_set()));
+        flags.push(help_row("etcdctl"));
+        flags.sort_by(|a, b| long_name(&a.0).cmp(long_name(&b.0)));
+        return format!(
+            "NAME:\n\tetcdctl - {}\n\nUSAGE:\n\tetcdctl [flags]\n\nVERSION:\n\t3.4.23\n\nAPI VERSION:\n\t3.4\n\n\n\
+             COMMANDS:\n{}\nOPTIONS:\n{}\n",
+            root.get_about().map(ToString::to_string).unwrap_or_default(),
+            command_list(&commands),
+            tabulate(&flags)
+        );
+    }
+    let joined = path.join(" ");
+    // etcdctl's `Use` of each group: "<subcommand>" except auth's.
+    let what = if joined == "auth" { "<enable or disable>" } else { "<subcommand>" };
+    let mut commands: Vec<(String, String)> = cmd
+        .get_subcommands()
+        .map(|s| (s.get_name().to_owned(), s.get_about().map(ToString::to_string).unwrap_or_default()))
+        .collect();
+    commands.sort();
+    let mut local = sorted_flags(cmd.get_arguments().filter(|a| a.get_id() != "help"));
+    local.push(help_row(path.last().map_or("", String::as_str)));
+    local.sort_by(|a, b| long_name(&a.0).cmp(long_name(&b.0)));
+    let global = sorted_flags(root.get_arguments().filter(|a| a.is_global_set()));
+    format!(
+        "NAME:\n\t{joined} - {}\n\nUSAGE:\n\tetcdctl {joined} {what} [flags]\n\nAPI VERSION:\n\t3.4\n\n\n\
+         COMMANDS:\n{}\nOPTIONS:\n{}\nGLOBAL OPTIONS:\n{}\n",
+        cmd.get_about().map(ToString::to_string).unwrap_or_default(),
+        command_list(&commands),
+        tabulate(&local),
+        tabulate(&global)
+    )
+}
+
+/// The usage (cobra's help) of the command at `path`; the root's when `path` is empty.
 pub fn usage(root: &Command, path: &[String]) -> Option<String> {
     let mut cmd = root;
     for p in path {
         cmd = cmd.find_subcommand(p)?;
+    }
+    if cmd.has_subcommands() {
+        return Some(group_usage(root, cmd, path));
     }
     let joined = path.join(" ");
     let use_line = USE_LINES.iter().find(|(p, _)| *p == joined)?.1;

@@ -78,6 +78,11 @@ fn kv_script() -> Vec<Step> {
         run("a"),
         run("--endpoints=127.0.0.1:1 --dial-timeout=200ms --command-timeout=500ms get a"),
         run("version"),
+        run("get --help"),
+        run("lease"),
+        run("member --help"),
+        run("auth"),
+        run("txn -h"),
     ]);
     s
 }

@@ -7,6 +7,19 @@ mod common;
 
 use common::{compare, run, run_in, stream, Kind, Step};
 
+fn env(k: &str, v: &str) -> Step {
+    Step::Env(k.to_owned(), v.to_owned())
+}
+
+fn stream_in(line: &str, stdin: &str, during: Vec<Step>) -> Step {
+    Step::Stream {
+        args: common::words(line),
+        stdin: stdin.to_owned(),
+        during,
+        settle: std::time::Duration::from_millis(700),
+    }
+}
+
 const FORMATS: [&str; 5] = ["simple", "json", "fields", "table", "protobuf"];
 
 /// get, put, del, txn and compaction in every output format, and their bad input.
@@ -149,10 +162,52 @@ fn watch_script() -> Vec<Step> {
             "watch w1 -- sh -c 'echo $ETCD_WATCH_EVENT_TYPE $ETCD_WATCH_KEY $ETCD_WATCH_VALUE'",
             vec![run("put w1 z")],
         ),
+        stream_in(
+            "watch -i",
+            "watch w1\nwatch w2 --prev-kv\nget w1\n",
+            vec![run("put w1 i1"), run("put w2 i2")],
+        ),
         run("watch"),
         run("watch a b --prefix"),
     ]);
     s
+}
+
+/// Maintenance and concurrency: snapshot, defrag, alarms, move-leader, member errors, lock, elect, environment.
+fn maintenance_script(dir: &std::path::Path) -> Vec<Step> {
+    let snap = dir.join("s.db").display().to_string();
+    vec![
+        run("put k v"),
+        run(&format!("snapshot save {snap}")),
+        run(&format!("snapshot status {snap}")),
+        run(&format!("-w json snapshot status {snap}")),
+        run(&format!("-w table snapshot status {snap}")),
+        run("snapshot status /nonexistent/s.db"),
+        run("snapshot save"),
+        run("defrag"),
+        run("-w json defrag"),
+        run("alarm disarm"),
+        run("-w json alarm disarm"),
+        run("move-leader"),
+        run("move-leader zz"),
+        run("move-leader 1"),
+        run("member update 1 --peer-urls=http://127.0.0.1:1"),
+        run("member promote 1"),
+        run("member remove 1"),
+        run("member remove zz"),
+        run("member add"),
+        run("member add x"),
+        stream("lock mylock", vec![run("get mylock --prefix --keys-only")]),
+        run("lock mylock2 -- sh -c 'echo locked $ETCD_LOCK_KEY'"),
+        run("lock"),
+        stream("elect el prop", vec![stream("elect -l el", vec![])]),
+        run("elect"),
+        run("elect -l a b"),
+        env("ETCDCTL_WRITE_OUT", "json"),
+        run("get k"),
+        env("ETCDCTL_HEX", "true"),
+        run("get k"),
+    ]
 }
 
 fn auth_script() -> Vec<Step> {
@@ -226,6 +281,14 @@ fn watch_matches_etcdctl_on_etcd() {
 fn auth_commands_match_etcdctl_on_etcd() {
     if common::etcd_available("auth_commands_match_etcdctl_on_etcd") {
         compare(Kind::Etcd, &auth_script());
+    }
+}
+
+#[test]
+fn maintenance_commands_match_etcdctl_on_etcd() {
+    if common::etcd_available("maintenance_commands_match_etcdctl_on_etcd") {
+        let dir = tempfile::tempdir().unwrap();
+        compare(Kind::Etcd, &maintenance_script(dir.path()));
     }
 }
 

@@ -293,8 +293,47 @@ impl Session {
             s = s.replace(&format!("{l:x}"), &format!("<LEASE{i}>"));
             s = s.replace(&l.to_string(), &format!("<LEASE{i}>"));
         }
-        mask_durations(&s)
+        mask_ids(&mask_timestamps(&mask_durations(&s)))
     }
+}
+
+/// capnslog's `2026-11-24 08:29:00.639267 C | ...` timestamps → `<TS>`.
+fn mask_timestamps(s: &str) -> String {
+    s.lines()
+        .map(|l| {
+            let b = l.as_bytes();
+            let stamp = b.len() > 26
+                && b[4] == b'-'
+                && b[10] == b' '
+                && b[19] == b'.'
+                && b[..4].iter().all(u8::is_ascii_digit);
+            if stamp {
+                format!("<TS>{}\n", &l[26..])
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect::<String>()
+        .trim_end_matches('\n')
+        .to_owned()
+        + if s.ends_with('\n') { "\n" } else { "" }
+}
+
+/// Session lease ids inside lock and election keys (`name/694d77aa9e38260f`) → `name/<ID>`.
+fn mask_ids(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('/') {
+        out.push_str(&rest[..=i]);
+        rest = &rest[i + 1..];
+        let hex = rest.bytes().take_while(u8::is_ascii_hexdigit).count();
+        if hex == 16 {
+            out.push_str("<ID>");
+            rest = &rest[16..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The lease id a `lease grant` printed (simple or json).
@@ -385,6 +424,13 @@ pub fn compare(kind: Kind, script: &[Step]) {
         }
     }
     assert!(failures.is_empty(), "{} step(s) differ on {kind:?}:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn ids_and_timestamps_are_masked() {
+    assert_eq!(mask_ids("lock/694d77aa9e38260f\n"), "lock/<ID>\n");
+    assert_eq!(mask_ids("a/b/c"), "a/b/c");
+    assert_eq!(mask_timestamps("2026-11-24 08:29:00.639267 C | x\n"), "<TS> C | x\n");
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! beside its server). Works against cairn and against etcd.
 //!
 //! # Layout
-//! - [`Client`]: connection to one of several endpoints with failover, per-request timeout, auth token.
+//! - [`Client`]: connection to one of several endpoints with failover, per-request timeout, auth token, TLS
+//!   ([`TlsOptions`]).
 //! - [`options`]: clientv3-style options ([`GetOptions`], [`PutOptions`], [`DeleteOptions`]) and [`Txn`].
 //! - [`rpc`]: one typed method per unary RPC of Lease, Cluster, Maintenance, Auth, Lock and Election.
 //! - [`stream`]: watch and lease keep-alive streams ([`stream::Duplex`]), snapshot and observe
@@ -91,6 +92,29 @@ impl Default for ConnectOptions {
     }
 }
 
+/// TLS for the connection (etcdctl's `--cacert`, `--cert`, `--key`): endpoints without a scheme become
+/// `https://`. Without a CA bundle no server certificate is trusted: there is no system root store.
+#[derive(Debug, Clone, Default)]
+pub struct TlsOptions {
+    /// PEM CA bundle that signs the servers' certificates.
+    pub ca_pem: Option<Vec<u8>>,
+    /// PEM client certificate and key, for servers that check client certificates.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl TlsOptions {
+    fn config(&self) -> tonic::transport::ClientTlsConfig {
+        let mut c = tonic::transport::ClientTlsConfig::new();
+        if let Some(ca) = &self.ca_pem {
+            c = c.ca_certificate(tonic::transport::Certificate::from_pem(ca));
+        }
+        if let Some((cert, key)) = &self.identity {
+            c = c.identity(tonic::transport::Identity::from_pem(cert, key));
+        }
+        c
+    }
+}
+
 #[derive(Debug)]
 struct Connection {
     index: usize,
@@ -104,12 +128,15 @@ pub struct Client {
     opts: ConnectOptions,
     conn: Arc<RwLock<Connection>>,
     token: Option<MetadataValue<tonic::metadata::Ascii>>,
+    tls: Option<TlsOptions>,
 }
 
-/// `host:port` or `http://host:port`, as etcdctl accepts them.
-fn normalize(endpoint: &str) -> String {
+/// `host:port` or `http(s)://host:port`, as etcdctl accepts them; TLS makes a bare `host:port` https.
+fn normalize(endpoint: &str, tls: bool) -> String {
     if endpoint.contains("://") {
         endpoint.to_owned()
+    } else if tls {
+        format!("https://{endpoint}")
     } else {
         format!("http://{endpoint}")
     }
@@ -122,13 +149,22 @@ impl Client {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let endpoints: Vec<String> = endpoints.into_iter().map(|e| normalize(e.as_ref())).collect();
+        Self::connect_tls(endpoints, opts, None).await
+    }
+
+    /// As [`Client::connect`], over TLS when `tls` is given.
+    pub async fn connect_tls<I, S>(endpoints: I, opts: ConnectOptions, tls: Option<TlsOptions>) -> Result<Client>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let endpoints: Vec<String> = endpoints.into_iter().map(|e| normalize(e.as_ref(), tls.is_some())).collect();
         if endpoints.is_empty() {
             return Err(ClientError::NoEndpoints);
         }
-        let conn = Self::dial_any(&endpoints, 0, &opts).await?;
+        let conn = Self::dial_any(&endpoints, 0, &opts, tls.as_ref()).await?;
         let mut client =
-            Client { endpoints: Arc::new(endpoints), opts, conn: Arc::new(RwLock::new(conn)), token: None };
+            Client { endpoints: Arc::new(endpoints), opts, conn: Arc::new(RwLock::new(conn)), token: None, tls };
         if let Some((user, password)) = client.opts.user.clone() {
             let mut auth = AuthClient::new(client.channel());
             let resp = auth.authenticate(AuthenticateRequest { name: user, password }).await?.into_inner();
@@ -139,16 +175,27 @@ impl Client {
         Ok(client)
     }
 
-    async fn dial_any(endpoints: &[String], start: usize, opts: &ConnectOptions) -> Result<Connection> {
+    async fn dial_any(
+        endpoints: &[String],
+        start: usize,
+        opts: &ConnectOptions,
+        tls: Option<&TlsOptions>,
+    ) -> Result<Connection> {
         let mut last = String::new();
         for k in 0..endpoints.len() {
             let index = (start + k) % endpoints.len();
             let url = &endpoints[index];
-            let endpoint = Endpoint::from_shared(url.clone())
+            let mut endpoint = Endpoint::from_shared(url.clone())
                 .map_err(|_| ClientError::InvalidEndpoint(url.clone()))?
                 .connect_timeout(opts.dial_timeout)
                 .timeout(opts.request_timeout)
                 .tcp_nodelay(true);
+            if let Some(t) = tls {
+                endpoint = endpoint.tls_config(t.config()).map_err(|e| ClientError::Unreachable {
+                    endpoints: endpoints.to_vec(),
+                    last: e.to_string(),
+                })?;
+            }
             match tokio::time::timeout(opts.dial_timeout, endpoint.connect()).await {
                 Ok(Ok(channel)) => return Ok(Connection { index, channel }),
                 Ok(Err(e)) => last = e.to_string(),
@@ -165,7 +212,7 @@ impl Client {
     /// After a connection-level failure, move to the next reachable endpoint.
     async fn failover(&self) -> Result<()> {
         let next = self.conn.read().unwrap_or_else(std::sync::PoisonError::into_inner).index + 1;
-        let conn = Self::dial_any(&self.endpoints, next, &self.opts).await?;
+        let conn = Self::dial_any(&self.endpoints, next, &self.opts, self.tls.as_ref()).await?;
         *self.conn.write().unwrap_or_else(std::sync::PoisonError::into_inner) = conn;
         Ok(())
     }
@@ -277,8 +324,9 @@ mod tests {
 
     #[test]
     fn endpoints_take_etcdctl_forms() {
-        assert_eq!(normalize("127.0.0.1:2379"), "http://127.0.0.1:2379");
-        assert_eq!(normalize("http://h:1"), "http://h:1");
+        assert_eq!(normalize("127.0.0.1:2379", false), "http://127.0.0.1:2379");
+        assert_eq!(normalize("http://h:1", true), "http://h:1");
+        assert_eq!(normalize("h:1", true), "https://h:1");
     }
 
     #[test]

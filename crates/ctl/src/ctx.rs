@@ -7,7 +7,7 @@ use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cairn_api::EtcdError;
-use cairn_client::{Client, ClientError, ConnectOptions};
+use cairn_client::{Client, ClientError, ConnectOptions, TlsOptions};
 
 use crate::cli::Global;
 use crate::error::{client_message, go_code, CtlError, ExitCode, Result};
@@ -36,9 +36,8 @@ fn duration_flag(name: &str, value: &str) -> Result<Duration> {
     })
 }
 
-/// Checks the TLS files as etcdctl does before dialing; cairn-client has no TLS transport, so a TLS endpoint is
-/// then unreachable.
-fn check_tls(g: &Global) -> Result<bool> {
+/// The TLS settings the flags ask for, files checked and read as etcdctl does before dialing.
+fn tls_options(g: &Global) -> Result<Option<TlsOptions>> {
     if g.cert.is_some() != g.key.is_some() {
         return Err(CtlError::bad_args(format!(
             "KeyFile and CertFile must both be present[key: {}, cert: {}]",
@@ -46,17 +45,23 @@ fn check_tls(g: &Global) -> Result<bool> {
             g.cert.as_deref().unwrap_or("")
         )));
     }
-    for file in [&g.cert, &g.key, &g.cacert].into_iter().flatten() {
-        if let Err(e) = std::fs::File::open(file) {
+    let read = |file: &String| {
+        std::fs::read(file).map_err(|e| {
             let reason = match e.kind() {
                 std::io::ErrorKind::NotFound => "no such file or directory".to_owned(),
                 std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
                 _ => e.to_string(),
             };
-            return Err(CtlError::bad_args(format!("open {file}: {reason}")));
-        }
+            CtlError::bad_args(format!("open {file}: {reason}"))
+        })
+    };
+    let cert = g.cert.as_ref().map(read).transpose()?;
+    let key = g.key.as_ref().map(read).transpose()?;
+    let ca_pem = g.cacert.as_ref().map(read).transpose()?;
+    if cert.is_none() && ca_pem.is_none() && g.insecure_transport && !g.insecure_skip_tls_verify {
+        return Ok(None);
     }
-    Ok(g.cert.is_some() || g.cacert.is_some() || !g.insecure_transport || g.insecure_skip_tls_verify)
+    Ok(Some(TlsOptions { ca_pem, identity: cert.zip(key) }))
 }
 
 impl Ctx {
@@ -143,22 +148,15 @@ impl Ctx {
 
     /// A client for the given endpoints (per-endpoint commands, `--cluster`).
     pub async fn connect(&mut self, endpoints: &[String]) -> Result<Client> {
-        if check_tls(&self.global)? {
-            // No TLS transport: a TLS server never completes the handshake, as for etcdctl with a bad CA.
-            let err = ClientError::Status(tonic::Status::deadline_exceeded(
-                "latest balancer error: all SubConns are in TransientFailure",
-            ));
-            self.warn_retry(&err);
-            return Err(err.into());
-        }
+        let tls = tls_options(&self.global)?;
         let mut opts = self.connect_options();
-        match Client::connect(endpoints, opts.clone()).await {
+        match Client::connect_tls(endpoints, opts.clone(), tls.clone()).await {
             Ok(c) => Ok(c),
             Err(ClientError::Etcd(EtcdError::AuthNotEnabled)) => {
                 // etcdctl logs the refusal and goes on without a token.
                 self.warn_retry(&ClientError::Etcd(EtcdError::AuthNotEnabled));
                 opts.user = None;
-                Client::connect(endpoints, opts).await.map_err(|e| self.failed(e))
+                Client::connect_tls(endpoints, opts, tls).await.map_err(|e| self.failed(e))
             }
             Err(e) => Err(self.failed(e)),
         }

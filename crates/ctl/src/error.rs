@@ -64,8 +64,12 @@ pub fn client_message(e: &ClientError) -> String {
     match e {
         ClientError::Etcd(e) => e.to_string(),
         ClientError::Unreachable { .. } => "context deadline exceeded".into(),
-        ClientError::Status(s) if s.code() == Code::DeadlineExceeded => "context deadline exceeded".into(),
-        ClientError::Status(s) if s.code() == Code::Cancelled => "context canceled".into(),
+        // clientv3 retries transport failures until the deadline.
+        ClientError::Status(s)
+            if matches!(s.code(), Code::DeadlineExceeded | Code::Cancelled | Code::Unavailable) =>
+        {
+            "context deadline exceeded".into()
+        }
         ClientError::Status(s) => format!("rpc error: code = {} desc = {}", go_code(s.code()), s.message()),
         ClientError::InvalidEndpoint(_) | ClientError::NoEndpoints => e.to_string(),
     }

@@ -292,6 +292,27 @@ fn maintenance_commands_match_etcdctl_on_etcd() {
     }
 }
 
+/// TLS flags against an etcd serving https with the test certificate.
+fn tls_script() -> Vec<Step> {
+    let ca = common::tls_file("ca.pem");
+    let (cert, key) = (common::tls_file("server.pem"), common::tls_file("server.key"));
+    vec![
+        run(&format!("--cacert {ca} put a b")),
+        run(&format!("--cacert {ca} -w json get a")),
+        run(&format!("--cacert {ca} --cert {cert} --key {key} member list")),
+        run(&format!("--cacert {ca} --cert {cert} get a")),
+        run(&format!("--cacert {ca}.missing get a")),
+        run("--dial-timeout=300ms --command-timeout=1s get a"),
+    ]
+}
+
+#[test]
+fn tls_flags_match_etcdctl_on_etcd() {
+    if common::etcd_available("tls_flags_match_etcdctl_on_etcd") {
+        common::compare_with(Kind::Etcd, true, &tls_script());
+    }
+}
+
 #[test]
 fn kv_commands_match_etcdctl_on_cairn() {
     if common::cairn_available("kv_commands_match_etcdctl_on_cairn") {

@@ -53,8 +53,14 @@ pub fn cairn_available(test: &str) -> bool {
     found
 }
 
+/// The test CA and server certificate (IP SAN 127.0.0.1), in tests/tls.
+pub fn tls_file(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/tls").join(name).display().to_string()
+}
+
 pub struct Server {
     kind: Kind,
+    tls: bool,
     child: Option<Child>,
     dir: tempfile::TempDir,
     pub client_port: u16,
@@ -63,12 +69,26 @@ pub struct Server {
 impl Server {
     /// A fresh member named `default` on the given ports, ready to serve.
     pub fn start(kind: Kind, client_port: u16, peer_port: u16) -> Server {
+        Self::start_with(kind, client_port, peer_port, false)
+    }
+
+    /// As [`Server::start`]; with `tls` the client URL is https with the test certificate.
+    pub fn start_with(kind: Kind, client_port: u16, peer_port: u16, tls: bool) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let binary = match kind {
             Kind::Etcd => PathBuf::from("etcd"),
             Kind::Cairn => cairn_binary().unwrap(),
         };
-        let client = format!("http://127.0.0.1:{client_port}");
+        let scheme = if tls { "https" } else { "http" };
+        let client = format!("{scheme}://127.0.0.1:{client_port}");
+        let tls_args: Vec<String> = if tls {
+            vec![
+                format!("--cert-file={}", tls_file("server.pem")),
+                format!("--key-file={}", tls_file("server.key")),
+            ]
+        } else {
+            Vec::new()
+        };
         let peer = format!("http://127.0.0.1:{peer_port}");
         let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
         let child = Command::new(binary)
@@ -79,11 +99,12 @@ impl Server {
             .arg(format!("--listen-peer-urls={peer}"))
             .arg(format!("--initial-advertise-peer-urls={peer}"))
             .arg(format!("--initial-cluster=default={peer}"))
+            .args(tls_args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .unwrap();
-        let server = Server { kind, child: Some(child), dir, client_port };
+        let server = Server { kind, tls, child: Some(child), dir, client_port };
         server.wait_ready();
         server
     }
@@ -96,10 +117,13 @@ impl Server {
     /// raft entry right after), so raft indexes are the same from run to run.
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        let url = format!("http://{}", self.endpoint());
+        let scheme = if self.tls { "https" } else { "http" };
+        let url = format!("{scheme}://{}", self.endpoint());
+        let ca = if self.tls { vec!["--cacert".to_owned(), tls_file("ca.pem")] } else { Vec::new() };
         while Instant::now() < deadline {
             let out = Command::new(env!("CARGO_BIN_EXE_cairnctl"))
                 .args(["--endpoints", &self.endpoint(), "--dial-timeout=300ms", "member", "list"])
+                .args(&ca)
                 .stderr(Stdio::null())
                 .output();
             let published =
@@ -405,10 +429,15 @@ pub fn wait_bounded(mut child: Child, limit: Duration) -> (Vec<u8>, Vec<u8>, Opt
 /// Runs `script` through etcdctl and through cairnctl, each against its own fresh `kind` server on the same
 /// ports, and asserts the transcripts are equal step by step.
 pub fn compare(kind: Kind, script: &[Step]) {
+    compare_with(kind, false, script);
+}
+
+/// As [`compare`], the server listening with TLS when `tls` is set.
+pub fn compare_with(kind: Kind, tls: bool, script: &[Step]) {
     let (client_port, peer_port) = (free_port(), free_port());
     let mut transcripts = Vec::new();
     for tool in [Tool::Etcdctl, Tool::Cairnctl] {
-        let server = Server::start(kind, client_port, peer_port);
+        let server = Server::start_with(kind, client_port, peer_port, tls);
         let mut session = Session::new(tool, &server.endpoint());
         for step in script {
             session.step(step);

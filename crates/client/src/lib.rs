@@ -153,18 +153,28 @@ impl Client {
     }
 
     /// As [`Client::connect`], over TLS when `tls` is given.
-    pub async fn connect_tls<I, S>(endpoints: I, opts: ConnectOptions, tls: Option<TlsOptions>) -> Result<Client>
+    pub async fn connect_tls<I, S>(
+        endpoints: I,
+        opts: ConnectOptions,
+        tls: Option<TlsOptions>,
+    ) -> Result<Client>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let endpoints: Vec<String> = endpoints.into_iter().map(|e| normalize(e.as_ref(), tls.is_some())).collect();
+        let endpoints: Vec<String> =
+            endpoints.into_iter().map(|e| normalize(e.as_ref(), tls.is_some())).collect();
         if endpoints.is_empty() {
             return Err(ClientError::NoEndpoints);
         }
         let conn = Self::dial_any(&endpoints, 0, &opts, tls.as_ref()).await?;
-        let mut client =
-            Client { endpoints: Arc::new(endpoints), opts, conn: Arc::new(RwLock::new(conn)), token: None, tls };
+        let mut client = Client {
+            endpoints: Arc::new(endpoints),
+            opts,
+            conn: Arc::new(RwLock::new(conn)),
+            token: None,
+            tls,
+        };
         if let Some((user, password)) = client.opts.user.clone() {
             let mut auth = AuthClient::new(client.channel());
             let resp = auth.authenticate(AuthenticateRequest { name: user, password }).await?.into_inner();

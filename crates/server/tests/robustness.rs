@@ -107,7 +107,7 @@ async fn run_client(
             _ => {
                 // A txn spans a pair of keys (k, k^1): keys a txn links are checked together, so pairs keep
                 // the checker's partitions small.
-                let other = format!("k{}", if next(&mut rng) % 2 == 0 { k } else { (k ^ 1) % keys });
+                let other = format!("k{}", if next(&mut rng).is_multiple_of(2) { k } else { (k ^ 1) % keys });
                 let expect = format!("c{}-{}", next(&mut rng) % 4, next(&mut rng) % 20);
                 let txn = Txn::new()
                     .when([compare_value(key.as_bytes(), CompareResult::Equal, expect.as_bytes())])

@@ -150,7 +150,9 @@ async fn observe_into(m: &Arc<MemberState>, prefix: &[u8], tx: &mpsc::Sender<Lea
         };
         let found = match resp.kvs.into_iter().next() {
             Some(kv) => Some((resp.header, kv)),
-            None => first_put(m, prefix, resp.header.as_ref().map_or(0, |h| h.revision)).await,
+            // Nothing was under the prefix at the read's revision: the first put can only come after it (a
+            // watch from the next revision starts synced, with no catch-up round to wait for).
+            None => first_put(m, prefix, resp.header.as_ref().map_or(0, |h| h.revision) + 1).await,
         };
         let Some((header, kv)) = found else {
             return;
@@ -180,7 +182,7 @@ async fn observe_into(m: &Arc<MemberState>, prefix: &[u8], tx: &mpsc::Sender<Lea
     }
 }
 
-/// Waits for the first candidate under an empty `prefix`: the first put at or after `revision`, with the
+/// Waits for the first candidate under an empty `prefix`: the first put from `revision` on, with the
 /// header's revision set to that put's.
 async fn first_put(
     m: &Arc<MemberState>,

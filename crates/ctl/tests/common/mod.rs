@@ -172,7 +172,7 @@ impl Tool {
 /// One command of a script.
 #[derive(Debug, Clone)]
 pub enum Step {
-    /// Arguments (`{LEASE}` is the last granted lease id, in hex) and stdin.
+    /// Arguments (`{LEASE}` is the last granted lease id, in hex; `{EP}` the server's endpoint) and stdin.
     Run(Vec<String>, String),
     /// A streaming command (watch, observe): started, then `during` runs, then it is killed after `settle`.
     Stream { args: Vec<String>, stdin: String, during: Vec<Step>, settle: Duration },
@@ -245,7 +245,7 @@ impl Session {
     fn args(&self, args: &[String]) -> Vec<String> {
         let lease = self.leases.last().map(|l| format!("{l:x}")).unwrap_or_default();
         let mut all = vec!["--endpoints".to_owned(), self.endpoint.clone()];
-        all.extend(args.iter().map(|a| a.replace("{LEASE}", &lease)));
+        all.extend(args.iter().map(|a| a.replace("{LEASE}", &lease).replace("{EP}", &self.endpoint)));
         all
     }
 
@@ -291,7 +291,8 @@ impl Session {
 
     fn record(&mut self, args: &[String], (stdout, stderr, code): (Vec<u8>, Vec<u8>, Option<i32>)) {
         let stdout = String::from_utf8_lossy(&stdout).into_owned();
-        if let Some(id) = granted_lease(&stdout) {
+        let granting = args.windows(2).any(|w| w[0] == "lease" && w[1] == "grant");
+        if let Some(id) = granted_lease(&stdout).filter(|_| granting) {
             self.leases.push(id);
         }
         let stderr: String = String::from_utf8_lossy(&stderr)

@@ -139,14 +139,25 @@ pub async fn wait_deletes(
         let Some(last) = resp.kvs.first() else {
             return Ok(resp.header);
         };
-        let revision = resp.header.as_ref().map_or(0, |h| h.revision);
-        wait_delete(m, &last.key, revision).await?;
+        wait_delete(m, &last.key, last.create_revision).await?;
     }
 }
 
-/// Waits for a deletion of `key` at or after `revision`.
-async fn wait_delete(m: &Arc<MemberState>, key: &[u8], revision: i64) -> Result<()> {
-    let mut events = watch(m, key.to_vec(), Vec::new(), revision);
+/// Waits until `key`, created at `create_revision`, is deleted.
+///
+/// etcd watches from the revision of the read that found the key; such a watcher usually starts behind the
+/// store and waits for a catch-up round. Watching from now and then reading the key once is equivalent (a
+/// deletion before the watcher shows in the read, one after it in the watcher) and hands a lock over at once.
+async fn wait_delete(m: &Arc<MemberState>, key: &[u8], create_revision: i64) -> Result<()> {
+    let mut events = watch(m, key.to_vec(), Vec::new(), 0);
+    match events.next().await {
+        Some(created) if created.created && !created.canceled => {}
+        _ => return Err(ConcurrencyError::LostWatcher),
+    }
+    let now = kv::range(Arc::clone(m), RangeRequest { key: key.to_vec(), ..Default::default() }).await?;
+    if now.kvs.first().is_none_or(|kv| kv.create_revision != create_revision) {
+        return Ok(());
+    }
     while let Some(resp) = events.next().await {
         if resp.compact_revision != 0 {
             return Err(EtcdError::Compacted.into());

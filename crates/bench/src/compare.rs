@@ -1,21 +1,29 @@
-//! `cairn-bench compare`: the same workloads against a throw-away etcd and cairn, one after the other, on the same
-//! machine and disk, with the same flags, and one table with both and the ratio.
+//! `cairn-bench compare`: the same workloads against throw-away etcd and cairn clusters of 1 and 3 members, on the
+//! same machine and disk, with the same flags, and tables with both and the ratio.
 //!
-//! Servers run one at a time so they never compete for the two cores or the disk; each is killed when its
-//! workloads end, also when a workload fails (the guard's Drop).
+//! Each workload gets a fresh cluster of each server, etcd's then cairn's, one at a time, so they never compete for
+//! the two cores or the disk, the memory figures belong to that workload alone, and drift over the run touches both
+//! alike. A server that cannot form the cluster (cairn before multi-member support, etcd not installed) is skipped
+//! for that size with a note instead of failing the comparison.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::Context;
-use cairn_client::{Client, ConnectOptions, GetOptions};
 use clap::Args;
 use serde::Serialize;
 
-use crate::report::Summary;
-use crate::workload::{self, Consistency, KeyChoice, LoadSpec, Op};
+use crate::cluster::Cluster;
+use crate::env::Env;
+use crate::keys::KeyChoice;
+use crate::lease::LeaseSpec;
+use crate::lock::LockSpec;
+use crate::progress::Progress;
+use crate::report::Report;
+use crate::usage::Probe;
+use crate::watch::WatchSpec;
+use crate::workload::{Consistency, KvSpec, Op};
+
+mod table;
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
@@ -25,193 +33,230 @@ pub struct CompareArgs {
     /// The etcd binary; when it cannot be started, only cairn is measured.
     #[arg(long, default_value = "etcd")]
     pub etcd_bin: PathBuf,
-    /// Requests per workload.
+    /// Requests per KV workload (and puts for the single-watcher events/s; a tenth for lock acquisitions).
     #[arg(long, default_value_t = 20_000)]
     pub total: u64,
+    /// Watchers of the watch workload.
+    #[arg(long, default_value_t = 10_000)]
+    pub watchers: usize,
+    /// Leases of the lease-keepalive workload.
+    #[arg(long, default_value_t = 10_000)]
+    pub leases: usize,
+    /// Length of the rate-driven workloads (watch puts, keep-alive rounds), in seconds.
+    #[arg(long, default_value_t = 5)]
+    pub seconds: u64,
+    /// Cluster sizes to compare.
+    #[arg(long, value_delimiter = ',', default_value = "1,3")]
+    pub members: Vec<usize>,
+    /// Only the workloads whose name contains one of these words (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
     /// Where the servers' data dirs go (default: the system temp dir).
     #[arg(long)]
     pub data_root: Option<PathBuf>,
 }
 
-/// One row of the table: a workload's name and how to run it against an endpoint.
+/// How a workload runs, on the endpoints of whichever cluster it is given.
+#[derive(Debug, Clone)]
+enum Kind {
+    Kv(KvSpec),
+    Watch(WatchSpec),
+    WatchEvents(WatchSpec),
+    Lease(LeaseSpec),
+    Lock(LockSpec),
+}
+
+#[derive(Debug, Clone)]
 struct Workload {
-    name: &'static str,
-    clients: usize,
+    name: String,
     conns: usize,
-    op: Op,
-    keys: KeyChoice,
+    kind: Kind,
 }
 
-fn workloads() -> Vec<Workload> {
+const VAL_SIZE: usize = 256;
+const KEY_SIZE: usize = 8;
+
+fn kv(name: &str, clients: usize, total: u64, keys: KeyChoice, op: Op) -> Workload {
+    Workload {
+        name: name.to_owned(),
+        conns: clients.div_ceil(10),
+        kind: Kind::Kv(KvSpec { clients, total, key_size: KEY_SIZE, val_size: VAL_SIZE, keys, rate: 0, op }),
+    }
+}
+
+fn watch(name: String, watchers: usize, space: u64, rate: u64, seconds: u64) -> Workload {
+    Workload {
+        name,
+        conns: 10,
+        kind: Kind::Watch(WatchSpec {
+            name: "watch",
+            watchers,
+            streams: 100.min(watchers),
+            whole_space: false,
+            keys: KeyChoice::Random(space),
+            key_size: KEY_SIZE,
+            val_size: VAL_SIZE,
+            puts: rate * seconds,
+            rate,
+            writers: 8,
+        }),
+    }
+}
+
+fn workloads(args: &CompareArgs) -> Vec<Workload> {
+    let total = args.total;
     let puts = KeyChoice::Random(100_000);
-    let reads = KeyChoice::Sequential(1);
-    vec![
-        Workload { name: "put, 1 client", clients: 1, conns: 1, op: Op::Put { val_size: 256 }, keys: puts },
+    let one_key = KeyChoice::Sequential(1);
+    let mixed = Op::TxnMixed { consistency: Consistency::Linearizable, rw_ratio: 1.0, limit: 100 };
+    let all = vec![
+        kv("put, 1 client", 1, total, puts, Op::Put),
+        kv("put, 100 clients", 100, total, puts, Op::Put),
+        kv("range linearizable, 100 clients", 100, total, one_key, Op::Range(Consistency::Linearizable)),
+        kv("range serializable, 100 clients", 100, total, one_key, Op::Range(Consistency::Serializable)),
+        kv("txn-put (4 puts per txn), 100 clients", 100, total, puts, Op::TxnPut { ops: 4 }),
+        kv("txn-mixed (r:w 1:1, range limit 100), 100 clients", 100, total, KeyChoice::Random(10_000), mixed),
+        watch(
+            format!("watch, {} watchers, 1000 puts/s", args.watchers),
+            args.watchers,
+            args.watchers as u64,
+            1000,
+            args.seconds,
+        ),
+        watch("watch-latency, 100 watchers of one key, 100 puts/s".to_owned(), 100, 1, 100, args.seconds),
         Workload {
-            name: "put, 100 clients",
-            clients: 100,
+            name: "watch events/s to 1 watcher, 100 writers".to_owned(),
             conns: 10,
-            op: Op::Put { val_size: 256 },
-            keys: puts,
+            kind: Kind::WatchEvents(WatchSpec {
+                name: "watch-events",
+                watchers: 1,
+                streams: 1,
+                whole_space: true,
+                keys: puts,
+                key_size: KEY_SIZE,
+                val_size: VAL_SIZE,
+                puts: total,
+                rate: 0,
+                writers: 100,
+            }),
         },
         Workload {
-            name: "range linearizable, 100 clients",
-            clients: 100,
+            name: format!("lease-keepalive, {} leases every second", args.leases),
             conns: 10,
-            op: Op::Range(Consistency::Linearizable),
-            keys: reads,
+            kind: Kind::Lease(LeaseSpec {
+                leases: args.leases,
+                streams: 100,
+                total: args.leases as u64 * args.seconds,
+            }),
         },
         Workload {
-            name: "range serializable, 100 clients",
-            clients: 100,
+            name: "lock, 100 contenders".to_owned(),
             conns: 10,
-            op: Op::Range(Consistency::Serializable),
-            keys: reads,
+            kind: Kind::Lock(LockSpec {
+                name: b"cairn-bench-lock".to_vec(),
+                contenders: 100,
+                total: (total / 10).max(1),
+                rate: 0,
+            }),
         },
-    ]
+    ];
+    all.into_iter()
+        .filter(|w| args.only.is_empty() || args.only.iter().any(|word| w.name.contains(word.as_str())))
+        .collect()
 }
 
-#[derive(Debug, Serialize)]
-struct Row {
-    workload: &'static str,
-    etcd: Option<Summary>,
-    cairn: Summary,
+async fn run_workload(env: &Env, w: &Workload) -> anyhow::Result<Report> {
+    let mut report = match &w.kind {
+        Kind::Kv(spec) => crate::workload::run(env, spec).await,
+        Kind::Watch(spec) => crate::watch::run(env, spec).await,
+        Kind::WatchEvents(spec) => crate::watch::events(env, spec).await,
+        Kind::Lease(spec) => crate::lease::run(env, spec).await,
+        Kind::Lock(spec) => crate::lock::run(env, spec).await,
+    }?;
+    report.workload.clone_from(&w.name);
+    Ok(report)
+}
+
+/// One server's outcome for one workload.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Measured(Box<Report>),
+    /// The server could not be measured (not installed, cannot form the cluster, the workload failed).
+    Skipped(String),
+}
+
+impl Outcome {
+    fn report(&self) -> Option<&Report> {
+        match self {
+            Outcome::Measured(r) => Some(r),
+            Outcome::Skipped(_) => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub members: usize,
+    pub workload: String,
+    pub unit: &'static str,
+    pub etcd: Outcome,
+    pub cairn: Outcome,
 }
 
 pub async fn run(args: &CompareArgs, cairn_bin: &Path, json: bool) -> anyhow::Result<()> {
     let root = args.data_root.clone().unwrap_or_else(std::env::temp_dir);
-    let etcd = match measure(&args.etcd_bin, &root, args.total).await {
-        Ok(results) => Some(results),
-        Err(e) => {
-            eprintln!("etcd not measured ({e:#}); showing cairn alone");
-            None
+    let progress = Progress::for_stderr();
+    let mut rows = Vec::new();
+    for &members in &args.members {
+        anyhow::ensure!(members > 0, "--members sizes must be at least 1");
+        // A server that cannot form a cluster of this size is not retried for every workload.
+        let mut etcd_broken: Option<String> = None;
+        let mut cairn_broken: Option<String> = None;
+        for w in workloads(args) {
+            progress.note(&format!("[{members} member(s)] {}", w.name));
+            let etcd = measure(&args.etcd_bin, &root, members, &w, progress, &mut etcd_broken).await;
+            let cairn = measure(cairn_bin, &root, members, &w, progress, &mut cairn_broken).await;
+            let unit = etcd.report().or(cairn.report()).map_or("", |r| r.unit);
+            rows.push(Row { members, workload: w.name.clone(), unit, etcd, cairn });
         }
-    };
-    let cairn = measure(cairn_bin, &root, args.total).await.context("measuring cairn")?;
-    let rows: Vec<Row> = workloads()
-        .iter()
-        .zip(cairn)
-        .enumerate()
-        .map(|(i, (w, cairn))| Row {
-            workload: w.name,
-            etcd: etcd.as_ref().and_then(|e| e.get(i).cloned()),
-            cairn,
-        })
-        .collect();
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        print_table(&rows, args.total);
+        print!("{}", table::render(&rows));
     }
     Ok(())
 }
 
-fn print_table(rows: &[Row], total: u64) {
-    println!("{total} requests per workload, 256-byte values; ratio = cairn / etcd (throughput), etcd / cairn (p99)");
-    println!("| workload | etcd req/s | cairn req/s | ratio | etcd p99 ms | cairn p99 ms | ratio |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
-    for row in rows {
-        let c = &row.cairn;
-        match &row.etcd {
-            Some(e) => println!(
-                "| {} | {:.0} | {:.0} | {:.2}x | {:.2} | {:.2} | {:.2}x |",
-                row.workload,
-                e.requests_per_second,
-                c.requests_per_second,
-                c.requests_per_second / e.requests_per_second.max(f64::MIN_POSITIVE),
-                e.latency_ms.p99,
-                c.latency_ms.p99,
-                e.latency_ms.p99 / c.latency_ms.p99.max(f64::MIN_POSITIVE),
-            ),
-            None => println!(
-                "| {} | - | {:.0} | - | - | {:.2} | - |",
-                row.workload, c.requests_per_second, c.latency_ms.p99
-            ),
+/// Runs one workload on a fresh cluster of `bin`; `broken` remembers a cluster that would not start.
+async fn measure(
+    bin: &Path,
+    root: &Path,
+    members: usize,
+    w: &Workload,
+    progress: Progress,
+    broken: &mut Option<String>,
+) -> Outcome {
+    if let Some(why) = broken {
+        return Outcome::Skipped(why.clone());
+    }
+    let mut cluster = match Cluster::start(bin, root, members) {
+        Ok(c) => c,
+        Err(e) => {
+            let why = format!("{} not started: {e:#}", bin.display());
+            *broken = Some(why.clone());
+            return Outcome::Skipped(why);
         }
-        for (who, s) in [("etcd", row.etcd.as_ref()), ("cairn", Some(c))] {
-            if let Some(s) = s.filter(|s| s.errors > 0) {
-                eprintln!("{who}: {} errors in {}: {:?}", s.errors, row.workload, s.first_error);
-            }
-        }
+    };
+    if let Err(e) = cluster.wait_ready(Duration::from_secs(30)).await {
+        let why = format!("{} did not form a {members}-member cluster: {e:#}", bin.display());
+        *broken = Some(why.clone());
+        return Outcome::Skipped(why);
     }
-}
-
-/// Starts `bin` as a one-member cluster with etcd's flags, runs every workload, stops it.
-async fn measure(bin: &Path, root: &Path, total: u64) -> anyhow::Result<Vec<Summary>> {
-    let server = Server::start(bin, root)?;
-    server.wait_ready(Duration::from_secs(30)).await?;
-    let mut results = Vec::new();
-    for w in workloads() {
-        let spec = LoadSpec {
-            endpoints: vec![server.client_url.clone()],
-            conns: w.conns,
-            clients: w.clients,
-            total,
-            key_size: 8,
-            keys: w.keys,
-            op: w.op,
-        };
-        results.push(
-            workload::run(&spec).await.with_context(|| format!("{} against {}", w.name, bin.display()))?,
-        );
+    let env =
+        Env { endpoints: cluster.client_urls(), conns: w.conns, progress, probe: Probe::new(cluster.pids()) };
+    match run_workload(&env, w).await {
+        Ok(report) => Outcome::Measured(Box::new(report)),
+        Err(e) => Outcome::Skipped(format!("{} failed: {e:#}", w.name)),
     }
-    Ok(results)
-}
-
-/// A server process in its own temp data dir; killed and removed on drop.
-struct Server {
-    child: Child,
-    client_url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start(bin: &Path, root: &Path) -> anyhow::Result<Server> {
-        let dir = tempfile::Builder::new().prefix("cairn-bench-").tempdir_in(root)?;
-        let client_url = format!("http://127.0.0.1:{}", free_port()?);
-        let peer_url = format!("http://127.0.0.1:{}", free_port()?);
-        let log = std::fs::File::create(dir.path().join("server.log"))?;
-        let child = Command::new(bin)
-            .arg("--name=bench")
-            .arg(format!("--data-dir={}", dir.path().join("data").display()))
-            .arg(format!("--listen-client-urls={client_url}"))
-            .arg(format!("--advertise-client-urls={client_url}"))
-            .arg(format!("--listen-peer-urls={peer_url}"))
-            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-            .arg(format!("--initial-cluster=bench={peer_url}"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        Ok(Server { child, client_url, _dir: dir })
-    }
-
-    /// Ready once a linearizable Range succeeds: the member has a leader and applies.
-    async fn wait_ready(&self, limit: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + limit;
-        loop {
-            let attempt = async {
-                let client = Client::connect([&self.client_url], ConnectOptions::default()).await?;
-                client.get("health", GetOptions::default()).await?;
-                anyhow::Ok(())
-            };
-            match attempt.await {
-                Ok(()) => return Ok(()),
-                Err(e) if Instant::now() >= deadline => return Err(e.context("server never became ready")),
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // The process may already be gone; there is nothing more to do about either error.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }

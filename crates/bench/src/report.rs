@@ -1,12 +1,50 @@
-//! A run's result: throughput and latency percentiles, printed as text or as JSON for scripts.
+//! A run's result: throughput and latency percentiles (merged HDR histograms), the server's resource use when
+//! known, and workload-specific details, printed as text or as JSON for scripts.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
+use anyhow::Context;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::usage::ServerUsage;
+
+/// Highest latency the histograms track; slower operations are clamped (and still counted).
+pub const MAX_LATENCY_MICROS: u64 = 60_000_000;
+
+pub fn new_histogram() -> anyhow::Result<Histogram<u64>> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_MICROS, 3).context("creating a latency histogram")
+}
+
+/// Records one latency, clamped into the histogram's range.
+pub fn record(histogram: &mut Histogram<u64>, latency: Duration) {
+    let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+    histogram.saturating_record(micros.clamp(1, MAX_LATENCY_MICROS));
+}
+
+/// Errors of a run: how many, and the first one's text.
+#[derive(Debug, Clone, Default)]
+pub struct Errors {
+    pub count: u64,
+    pub first: Option<String>,
+}
+
+impl Errors {
+    pub fn add(&mut self, error: impl std::fmt::Display) {
+        self.count += 1;
+        self.first.get_or_insert_with(|| error.to_string());
+    }
+
+    pub fn merge(&mut self, other: Errors) {
+        self.count += other.count;
+        self.first = self.first.take().or(other.first);
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
+    /// Operations measured (requests, delivered events, keep-alives, lock acquisitions).
     pub requests: u64,
     pub errors: u64,
     pub first_error: Option<String>,
@@ -26,19 +64,14 @@ pub struct Latency {
 }
 
 impl Summary {
-    pub fn new(
-        histogram: &Histogram<u64>,
-        errors: u64,
-        first_error: Option<String>,
-        elapsed: Duration,
-    ) -> Self {
+    pub fn new(histogram: &Histogram<u64>, errors: Errors, elapsed: Duration) -> Self {
         let requests = histogram.len();
         let seconds = elapsed.as_secs_f64();
         let ms = |micros: u64| micros as f64 / 1000.0;
         Summary {
             requests,
-            errors,
-            first_error,
+            errors: errors.count,
+            first_error: errors.first,
             seconds,
             requests_per_second: if seconds > 0.0 { requests as f64 / seconds } else { 0.0 },
             latency_ms: Latency {
@@ -51,25 +84,51 @@ impl Summary {
             },
         }
     }
+}
+
+/// One workload's full result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub workload: String,
+    /// What `requests` and `latency_ms` count in this workload.
+    pub unit: &'static str,
+    #[serde(flatten)]
+    pub summary: Summary,
+    pub server: Option<ServerUsage>,
+    /// Workload-specific numbers (watchers created, events expected, catch-up rate, ...).
+    pub details: BTreeMap<String, f64>,
+}
+
+impl Report {
+    pub fn new(workload: impl Into<String>, unit: &'static str, summary: Summary) -> Self {
+        Report { workload: workload.into(), unit, summary, server: None, details: BTreeMap::new() }
+    }
+
+    pub fn detail(mut self, name: &str, value: f64) -> Self {
+        self.details.insert(name.to_owned(), value);
+        self
+    }
 
     pub fn print(&self, json: bool) -> anyhow::Result<()> {
         if json {
             println!("{}", serde_json::to_string_pretty(self)?);
         } else {
-            println!("{self}");
+            print!("{self}");
         }
         Ok(())
     }
 }
 
-impl std::fmt::Display for Summary {
+impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let l = &self.latency_ms;
-        writeln!(f, "Summary:")?;
-        writeln!(f, "  Total:\t{:.4} secs.", self.seconds)?;
-        writeln!(f, "  Requests/sec:\t{:.1}", self.requests_per_second)?;
-        writeln!(f, "  Errors:\t{}", self.errors)?;
-        if let Some(e) = &self.first_error {
+        let s = &self.summary;
+        let l = &s.latency_ms;
+        writeln!(f, "Summary ({}, {}):", self.workload, self.unit)?;
+        writeln!(f, "  Total:\t{:.4} secs.", s.seconds)?;
+        writeln!(f, "  Count:\t{}", s.requests)?;
+        writeln!(f, "  Per second:\t{:.1}", s.requests_per_second)?;
+        writeln!(f, "  Errors:\t{}", s.errors)?;
+        if let Some(e) = &s.first_error {
             writeln!(f, "  First error:\t{e}")?;
         }
         writeln!(f, "Latency (ms):")?;
@@ -77,7 +136,22 @@ impl std::fmt::Display for Summary {
             f,
             "  mean {:.3}  p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
             l.mean, l.p50, l.p90, l.p99, l.p999, l.max
-        )
+        )?;
+        if let Some(u) = &self.server {
+            writeln!(f, "Server:")?;
+            writeln!(
+                f,
+                "  RSS {:.1} MiB  peak RSS {:.1} MiB  CPU {:.2} s ({:.1}% of a core)",
+                u.rss_mib, u.hwm_mib, u.cpu_seconds, u.cpu_percent
+            )?;
+        }
+        if !self.details.is_empty() {
+            writeln!(f, "Details:")?;
+            for (name, value) in &self.details {
+                writeln!(f, "  {name}:\t{value}")?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -85,17 +159,62 @@ impl std::fmt::Display for Summary {
 mod tests {
     use super::*;
 
-    #[test]
-    fn summary_reports_throughput_and_percentiles() {
-        let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+    fn histogram_of_10us_steps() -> Histogram<u64> {
+        let mut h = new_histogram().unwrap();
         for micros in 1..=1000 {
             h.record(micros * 10).unwrap();
         }
-        let s = Summary::new(&h, 2, Some("boom".into()), Duration::from_secs(2));
+        h
+    }
+
+    #[test]
+    fn summary_reports_throughput_and_percentiles() {
+        let errors = Errors { count: 2, first: Some("boom".into()) };
+        let s = Summary::new(&histogram_of_10us_steps(), errors, Duration::from_secs(2));
         assert_eq!(s.requests, 1000);
         assert!((s.requests_per_second - 500.0).abs() < 1e-9);
         assert!((s.latency_ms.p50 - 5.0).abs() < 0.01, "p50 {}", s.latency_ms.p50);
+        assert!((s.latency_ms.p90 - 9.0).abs() < 0.01, "p90 {}", s.latency_ms.p90);
         assert!((s.latency_ms.p99 - 9.9).abs() < 0.01, "p99 {}", s.latency_ms.p99);
-        assert!(s.to_string().contains("First error:\tboom"));
+        assert!((s.latency_ms.p999 - 9.99).abs() < 0.01, "p99.9 {}", s.latency_ms.p999);
+        assert!((s.latency_ms.max - 10.0).abs() < 0.01, "max {}", s.latency_ms.max);
+        assert_eq!(s.first_error.as_deref(), Some("boom"));
+    }
+
+    #[test]
+    fn latencies_are_clamped_into_range() {
+        let mut h = new_histogram().unwrap();
+        record(&mut h, Duration::ZERO);
+        record(&mut h, Duration::from_secs(3600));
+        assert_eq!(h.len(), 2);
+        assert_eq!(h.min(), 1);
+        assert!(h.max() >= MAX_LATENCY_MICROS && h.max() < MAX_LATENCY_MICROS + MAX_LATENCY_MICROS / 100);
+    }
+
+    #[test]
+    fn errors_keep_the_first_text() {
+        let mut a = Errors::default();
+        a.add("first");
+        a.add("second");
+        let mut b = Errors::default();
+        b.add("other");
+        a.merge(b);
+        assert_eq!(a.count, 3);
+        assert_eq!(a.first.as_deref(), Some("first"));
+    }
+
+    #[test]
+    fn report_prints_server_usage_and_details_and_serializes_flat() {
+        let summary = Summary::new(&histogram_of_10us_steps(), Errors::default(), Duration::from_secs(1));
+        let mut r = Report::new("watch", "events", summary).detail("watchers", 10.0);
+        r.server = Some(ServerUsage { rss_mib: 12.5, hwm_mib: 20.0, cpu_seconds: 1.0, cpu_percent: 50.0 });
+        let text = r.to_string();
+        assert!(text.contains("Summary (watch, events):"), "{text}");
+        assert!(text.contains("RSS 12.5 MiB  peak RSS 20.0 MiB  CPU 1.00 s (50.0% of a core)"), "{text}");
+        assert!(text.contains("watchers:\t10"), "{text}");
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["requests"], 1000, "summary fields sit at the top level: {json}");
+        assert_eq!(json["details"]["watchers"], 10.0);
+        assert_eq!(json["server"]["rss_mib"], 12.5);
     }
 }

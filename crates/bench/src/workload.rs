@@ -1,6 +1,7 @@
-//! The load loops. `clients` tasks share `conns` gRPC connections and take requests from one shared counter until
-//! `total` have been sent, so every run is bounded by count; each task records its latencies in its own histogram
-//! (no lock on the hot path) and the histograms are merged at the end.
+//! The KV load loops (put, range, txn-put, txn-mixed). `clients` tasks share the connections and take request
+//! numbers from one shared counter until `total` have been sent, so every run is bounded by count; an optional
+//! shared rate limit spaces them. Each task records its latencies in its own histograms (no lock on the hot path)
+//! and the histograms are merged at the end.
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,12 +10,16 @@ use std::time::Instant;
 
 use anyhow::Context;
 use cairn_api::etcdserverpb::kv_client::KvClient;
-use cairn_api::etcdserverpb::{PutRequest, RangeRequest};
-use cairn_client::{Client, ConnectOptions};
+use cairn_api::etcdserverpb::request_op::Request as OpRequest;
+use cairn_api::etcdserverpb::{PutRequest, RangeRequest, RequestOp, TxnRequest};
 use hdrhistogram::Histogram;
+use indicatif::ProgressBar;
 use tonic::transport::Channel;
 
-use crate::report::Summary;
+use crate::env::Env;
+use crate::keys::{encode_key, seed_for, KeyChoice, SplitMix64};
+use crate::rate::RateLimiter;
+use crate::report::{new_histogram, record, Errors, Report, Summary};
 
 /// Linearizable reads go through the leader's read index; serializable ones are served locally.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,142 +40,228 @@ impl FromStr for Consistency {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Op {
-    Put { val_size: usize },
+    Put,
+    /// Range of one key.
     Range(Consistency),
+    /// A Txn of `ops` unconditional puts to distinct keys (etcd 3.4's txn-put).
+    TxnPut {
+        ops: usize,
+    },
+    /// Txns that are either one put or one range over the whole key space with `limit`, reads:writes = `rw_ratio`
+    /// (etcd's txn-mixed).
+    TxnMixed {
+        consistency: Consistency,
+        rw_ratio: f64,
+        limit: i64,
+    },
 }
 
-#[derive(Debug, Clone, Copy)]
-pub enum KeyChoice {
-    /// Keys 0, 1, 2, ... wrapping at the key space size.
-    Sequential(u64),
-    /// Uniformly random keys in [0, key space size).
-    Random(u64),
+impl Op {
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Put => "put",
+            Op::Range(Consistency::Linearizable) => "range (linearizable)",
+            Op::Range(Consistency::Serializable) => "range (serializable)",
+            Op::TxnPut { .. } => "txn-put",
+            Op::TxnMixed { .. } => "txn-mixed",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
-pub struct LoadSpec {
-    pub endpoints: Vec<String>,
-    pub conns: usize,
+pub struct KvSpec {
     pub clients: usize,
     pub total: u64,
     pub key_size: usize,
+    pub val_size: usize,
     pub keys: KeyChoice,
+    /// Requests per second over all clients; 0 = unlimited.
+    pub rate: u64,
     pub op: Op,
 }
 
-/// Highest latency the histograms track; slower requests are clamped (and still counted).
-const MAX_LATENCY_MICROS: u64 = 60_000_000;
-
-pub async fn run(spec: &LoadSpec) -> anyhow::Result<Summary> {
-    anyhow::ensure!(spec.clients > 0 && spec.conns > 0, "--clients and --conns must be at least 1");
-    anyhow::ensure!(!spec.endpoints.is_empty(), "--endpoints must name at least one endpoint");
-    let mut connections = Vec::with_capacity(spec.conns);
-    for i in 0..spec.conns {
-        let url = &spec.endpoints[i % spec.endpoints.len()];
-        connections.push(
-            Client::connect([url], ConnectOptions::default())
-                .await
-                .with_context(|| format!("connecting to {url}"))?,
+pub async fn run(env: &Env, spec: &KvSpec) -> anyhow::Result<Report> {
+    anyhow::ensure!(spec.clients > 0, "--clients must be at least 1");
+    if let Op::TxnPut { ops } = spec.op {
+        anyhow::ensure!(ops > 0, "--txn-ops must be at least 1");
+        anyhow::ensure!(
+            ops as u64 <= spec.keys.space(),
+            "--txn-ops ({ops}) must not exceed --key-space-size ({}): a txn may not put one key twice",
+            spec.keys.space()
         );
     }
-    let next = Arc::new(AtomicU64::new(0));
+    let connections = env.connect().await?;
+    let bar = env.progress.bar(spec.total, spec.op.name());
+    let shared = Arc::new(Shared { next: AtomicU64::new(0), limiter: RateLimiter::new(spec.rate), bar });
+    let phase = env.probe.start()?;
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(spec.clients);
     for i in 0..spec.clients {
         // The generated stub on the client's connection: nothing but the request on the measured path.
         let kv = connections[i % connections.len()].kv_client();
         let spec = spec.clone();
-        let next = Arc::clone(&next);
-        tasks.push(tokio::spawn(async move { client_loop(kv, &spec, &next, seed_for(i)).await }));
+        let shared = Arc::clone(&shared);
+        tasks.push(tokio::spawn(async move { client_loop(kv, &spec, &shared, seed_for(i)).await }));
     }
-    let mut histogram = new_histogram()?;
-    let mut errors = 0;
-    let mut first_error = None;
+    let mut all = Latencies::new()?;
     for task in tasks {
-        let result = task.await.context("a client task panicked")??;
-        histogram.add(&result.histogram).context("merging latency histograms")?;
-        errors += result.errors;
-        first_error = first_error.or(result.first_error);
+        all.merge(task.await.context("a client task panicked")??)?;
     }
-    Ok(Summary::new(&histogram, errors, first_error, started.elapsed()))
+    let elapsed = started.elapsed();
+    shared.bar.finish_and_clear();
+    let mut report = Report::new(spec.op.name(), "requests", Summary::new(&all.all, all.errors, elapsed));
+    report.server = crate::usage::finish(phase.as_ref())?;
+    if let Op::TxnMixed { .. } = spec.op {
+        let p99 = |h: &Histogram<u64>| h.value_at_quantile(0.99) as f64 / 1000.0;
+        report = report
+            .detail("reads", all.reads.len() as f64)
+            .detail("writes", all.writes.len() as f64)
+            .detail("read_p99_ms", p99(&all.reads))
+            .detail("write_p99_ms", p99(&all.writes));
+    }
+    Ok(report)
 }
 
-struct ClientResult {
-    histogram: Histogram<u64>,
-    errors: u64,
-    first_error: Option<String>,
+struct Shared {
+    next: AtomicU64,
+    limiter: RateLimiter,
+    bar: ProgressBar,
+}
+
+/// One client's latencies: all requests, and reads and writes apart (txn-mixed).
+struct Latencies {
+    all: Histogram<u64>,
+    reads: Histogram<u64>,
+    writes: Histogram<u64>,
+    errors: Errors,
+}
+
+impl Latencies {
+    fn new() -> anyhow::Result<Self> {
+        Ok(Latencies {
+            all: new_histogram()?,
+            reads: new_histogram()?,
+            writes: new_histogram()?,
+            errors: Errors::default(),
+        })
+    }
+
+    fn merge(&mut self, other: Latencies) -> anyhow::Result<()> {
+        self.all.add(&other.all).context("merging latency histograms")?;
+        self.reads.add(&other.reads).context("merging latency histograms")?;
+        self.writes.add(&other.writes).context("merging latency histograms")?;
+        self.errors.merge(other.errors);
+        Ok(())
+    }
 }
 
 async fn client_loop(
     mut kv: KvClient<Channel>,
-    spec: &LoadSpec,
-    next: &AtomicU64,
+    spec: &KvSpec,
+    shared: &Shared,
     seed: u64,
-) -> anyhow::Result<ClientResult> {
-    let mut histogram = new_histogram()?;
+) -> anyhow::Result<Latencies> {
+    let mut latencies = Latencies::new()?;
     let mut rng = SplitMix64(seed);
-    let mut errors = 0;
-    let mut first_error = None;
-    let value = vec![b'v'; if let Op::Put { val_size } = spec.op { val_size } else { 0 }];
+    let value = vec![b'v'; spec.val_size];
     loop {
-        let n = next.fetch_add(1, Ordering::Relaxed);
+        let n = shared.next.fetch_add(1, Ordering::Relaxed);
         if n >= spec.total {
             break;
         }
-        let key_number = match spec.keys {
-            KeyChoice::Sequential(space) => n % space.max(1),
-            KeyChoice::Random(space) => rng.next() % space.max(1),
-        };
-        let key = encode_key(key_number, spec.key_size);
+        shared.limiter.wait().await;
+        let request = build(spec, n, &mut rng, &value);
+        let is_read = request.is_read();
         let start = Instant::now();
-        let outcome = match spec.op {
-            Op::Put { .. } => {
-                kv.put(PutRequest { key, value: value.clone(), ..Default::default() }).await.map(|_| ())
-            }
-            Op::Range(consistency) => kv
-                .range(RangeRequest {
-                    key,
-                    serializable: consistency == Consistency::Serializable,
-                    ..Default::default()
-                })
-                .await
-                .map(|_| ()),
+        let outcome = match request {
+            Request::Put(r) => kv.put(r).await.map(|_| ()),
+            Request::Range(r) => kv.range(r).await.map(|_| ()),
+            Request::Txn(r) => kv.txn(r).await.map(|_| ()),
         };
-        let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
-        histogram.saturating_record(micros.clamp(1, MAX_LATENCY_MICROS));
+        let latency = start.elapsed();
+        record(&mut latencies.all, latency);
+        if let Op::TxnMixed { .. } = spec.op {
+            record(if is_read { &mut latencies.reads } else { &mut latencies.writes }, latency);
+        }
         if let Err(status) = outcome {
-            errors += 1;
-            first_error.get_or_insert_with(|| status.to_string());
+            latencies.errors.add(status);
+        }
+        shared.bar.inc(1);
+    }
+    Ok(latencies)
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Request {
+    Put(PutRequest),
+    Range(RangeRequest),
+    Txn(TxnRequest),
+}
+
+impl Request {
+    fn is_read(&self) -> bool {
+        match self {
+            Request::Put(_) => false,
+            Request::Range(_) => true,
+            Request::Txn(t) => {
+                matches!(
+                    t.success.first().and_then(|op| op.request.as_ref()),
+                    Some(OpRequest::RequestRange(_))
+                )
+            }
         }
     }
-    Ok(ClientResult { histogram, errors, first_error })
 }
 
-fn new_histogram() -> anyhow::Result<Histogram<u64>> {
-    Histogram::new_with_bounds(1, MAX_LATENCY_MICROS, 3).context("creating a latency histogram")
+fn put_op(key: Vec<u8>, value: &[u8]) -> RequestOp {
+    RequestOp {
+        request: Some(OpRequest::RequestPut(PutRequest { key, value: value.to_vec(), ..Default::default() })),
+    }
 }
 
-/// Zero-padded decimal, at least `key_size` bytes, so keys sort in numeric order as etcd's benchmark keys do.
-fn encode_key(n: u64, key_size: usize) -> Vec<u8> {
-    format!("{n:0key_size$}").into_bytes()
-}
-
-fn seed_for(client: usize) -> u64 {
-    0x9e37_79b9_7f4a_7c15 ^ (client as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9)
-}
-
-/// splitmix64: enough randomness to spread keys, reproducible per client, no dependency.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+/// The `n`th request of a run.
+fn build(spec: &KvSpec, n: u64, rng: &mut SplitMix64, value: &[u8]) -> Request {
+    let key = |number: u64| encode_key(number, spec.key_size);
+    match spec.op {
+        Op::Put => Request::Put(PutRequest {
+            key: key(spec.keys.pick(n, rng)),
+            value: value.to_vec(),
+            ..Default::default()
+        }),
+        Op::Range(consistency) => Request::Range(RangeRequest {
+            key: key(spec.keys.pick(n, rng)),
+            serializable: consistency == Consistency::Serializable,
+            ..Default::default()
+        }),
+        Op::TxnPut { ops } => {
+            // Consecutive keys from the picked one: distinct as long as ops <= key space (checked in `run`).
+            let space = spec.keys.space();
+            let first = match spec.keys {
+                KeyChoice::Sequential(_) => n.wrapping_mul(ops as u64) % space,
+                KeyChoice::Random(_) => rng.next() % space,
+            };
+            let success = (0..ops as u64).map(|j| put_op(key((first + j) % space), value)).collect();
+            Request::Txn(TxnRequest { success, ..Default::default() })
+        }
+        Op::TxnMixed { consistency, rw_ratio, limit } => {
+            let op = if rng.unit() < rw_ratio / (1.0 + rw_ratio) {
+                // The whole key space: from "\0" to the end of the keyspace, as etcd's WithPrefix on "".
+                RequestOp {
+                    request: Some(OpRequest::RequestRange(RangeRequest {
+                        key: vec![0],
+                        range_end: vec![0],
+                        limit,
+                        serializable: consistency == Consistency::Serializable,
+                        ..Default::default()
+                    })),
+                }
+            } else {
+                put_op(key(spec.keys.pick(n, rng)), value)
+            };
+            Request::Txn(TxnRequest { success: vec![op], ..Default::default() })
+        }
     }
 }
 
@@ -178,10 +269,19 @@ impl SplitMix64 {
 mod tests {
     use super::*;
 
-    #[test]
-    fn keys_are_padded_to_the_requested_size() {
-        assert_eq!(encode_key(42, 8), b"00000042");
-        assert_eq!(encode_key(123_456_789, 4), b"123456789");
+    fn spec(op: Op, keys: KeyChoice) -> KvSpec {
+        KvSpec { clients: 1, total: 10, key_size: 4, val_size: 3, keys, rate: 0, op }
+    }
+
+    fn txn_keys(r: &Request) -> Vec<Vec<u8>> {
+        let Request::Txn(t) = r else { panic!("not a txn: {r:?}") };
+        t.success
+            .iter()
+            .map(|op| match &op.request {
+                Some(OpRequest::RequestPut(p)) => p.key.clone(),
+                other => panic!("not a put: {other:?}"),
+            })
+            .collect()
     }
 
     #[test]
@@ -192,12 +292,48 @@ mod tests {
     }
 
     #[test]
-    fn random_keys_differ_between_clients() {
-        let run = |seed| {
-            let mut rng = SplitMix64(seed);
-            (0..4).map(|_| rng.next()).collect::<Vec<_>>()
-        };
-        assert_eq!(run(seed_for(0)), run(seed_for(0)), "a seed reproduces its sequence");
-        assert_ne!(run(seed_for(0)), run(seed_for(1)));
+    fn puts_and_ranges_use_the_key_choice() {
+        let mut rng = SplitMix64(1);
+        let s = spec(Op::Put, KeyChoice::Sequential(5));
+        let Request::Put(p) = build(&s, 7, &mut rng, b"vvv") else { panic!() };
+        assert_eq!((p.key.as_slice(), p.value.as_slice()), (&b"0002"[..], &b"vvv"[..]));
+        let s = spec(Op::Range(Consistency::Serializable), KeyChoice::Sequential(5));
+        let Request::Range(r) = build(&s, 3, &mut rng, b"") else { panic!() };
+        assert_eq!(r.key, b"0003");
+        assert!(r.serializable);
+    }
+
+    #[test]
+    fn txn_put_keys_are_distinct_and_wrap() {
+        let mut rng = SplitMix64(1);
+        let s = spec(Op::TxnPut { ops: 3 }, KeyChoice::Sequential(4));
+        assert_eq!(
+            txn_keys(&build(&s, 1, &mut rng, b"v")),
+            [b"0003".to_vec(), b"0000".to_vec(), b"0001".to_vec()]
+        );
+        let s = spec(Op::TxnPut { ops: 4 }, KeyChoice::Random(4));
+        for n in 0..20 {
+            let mut keys = txn_keys(&build(&s, n, &mut rng, b"v"));
+            keys.sort();
+            keys.dedup();
+            assert_eq!(keys.len(), 4);
+        }
+    }
+
+    #[test]
+    fn txn_mixed_follows_the_read_write_ratio() {
+        let mut rng = SplitMix64(9);
+        let op = Op::TxnMixed { consistency: Consistency::Serializable, rw_ratio: 3.0, limit: 10 };
+        let s = spec(op, KeyChoice::Random(100));
+        let mut reads = 0;
+        for n in 0..4000 {
+            let Request::Txn(t) = build(&s, n, &mut rng, b"v") else { panic!() };
+            if let Some(OpRequest::RequestRange(r)) = &t.success[0].request {
+                assert_eq!((r.key.as_slice(), r.range_end.as_slice(), r.limit), (&[0u8][..], &[0u8][..], 10));
+                assert!(r.serializable);
+                reads += 1;
+            }
+        }
+        assert!((2800..3200).contains(&reads), "3:1 reads to writes, got {reads} reads of 4000");
     }
 }

@@ -22,6 +22,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut config = tonic_prost_build::Config::new();
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    // The gateway decoder finds a message's schema by its proto name (`prost::Name`).
+    config.enable_type_names();
     tonic_prost_build::configure()
         .file_descriptor_set_path(&descriptors)
         // Services whose issue has not landed answer Unimplemented, never a fake success.
@@ -32,6 +34,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     pbjson_build::Builder::new()
         .register_descriptors(&std::fs::read(&descriptors)?)?
         .preserve_proto_field_names()
+        // jsonpb as etcd's gateway runs it (AllowUnknownFields) skips fields it does not know.
+        .ignore_unknown_fields()
         .build(JSON_PACKAGES)?;
 
     for proto in PROTOS {

@@ -9,10 +9,13 @@
 //!   has serde impls in etcd gateway's JSON shape (proto field names, int64 as strings, bytes as base64).
 //! - [`cairnpb`]: cairn's own protocol: the request envelope proposed through raft and the peer raft messages.
 //! - [`error`]: [`EtcdError`], every error etcd's server returns, with its gRPC code and exact message, in one table.
+//! - [`gateway`]: request bodies of the HTTP gateway read as etcd 3.4's grpc-gateway reads them (Go's JSON errors,
+//!   byte for byte), and its error body.
 //!
 //! It must not know how requests are served: no storage, raft or server logic lives here.
 
 pub mod error;
+pub mod gateway;
 
 pub use error::EtcdError;
 

@@ -6,6 +6,8 @@
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
 
 mod common;
+#[path = "common/cluster.rs"]
+mod harness;
 
 use std::future::Future;
 use std::io::{BufRead, BufReader};
@@ -23,7 +25,7 @@ use cairn_api::v3lockpb::lock_client::LockClient;
 use cairn_api::v3lockpb::{LockRequest, UnlockRequest};
 use cairn_client::options::KeyRange;
 use cairn_client::stream::ServerStream;
-use cairn_client::{Client, GetOptions};
+use cairn_client::{Client, ConnectOptions, GetOptions};
 use common::{Kind, Server};
 use tonic::Code;
 
@@ -62,9 +64,15 @@ fn campaign_req(name: &str, lease: i64, value: &str) -> CampaignRequest {
     CampaignRequest { name: name.into(), lease, value: value.into() }
 }
 
+/// A client whose calls may block as long as a lock or campaign waits in these tests.
+async fn patient_client(url: String) -> Client {
+    Client::connect([url], ConnectOptions { request_timeout: LIMIT, ..Default::default() }).await.unwrap()
+}
+
 async fn start(kind: Kind) -> (Server, Client) {
     let server = Server::start(kind);
-    let client = server.ready().await;
+    server.ready().await;
+    let client = patient_client(server.client_url()).await;
     (server, client)
 }
 
@@ -83,13 +91,15 @@ where
 const CONTENDERS: usize = 20;
 const ROUNDS: usize = 5;
 
-async fn mutual_exclusion(kind: Kind) {
-    let (_server, client) = start(kind).await;
+/// `CONTENDERS` tasks, spread over `clients`, each taking the lock `ROUNDS` times.
+async fn contend(clients: &[Client]) {
+    let client = &clients[0];
     let holders = Arc::new(AtomicUsize::new(0));
     let acquired = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
-    for _ in 0..CONTENDERS {
-        let (c, holders, acquired) = (client.clone(), Arc::clone(&holders), Arc::clone(&acquired));
+    for i in 0..CONTENDERS {
+        let c = clients[i % clients.len()].clone();
+        let (holders, acquired) = (Arc::clone(&holders), Arc::clone(&acquired));
         tasks.push(tokio::spawn(async move {
             let lease = grant(&c, 60).await;
             for _ in 0..ROUNDS {
@@ -116,12 +126,30 @@ async fn mutual_exclusion(kind: Kind) {
         within("contender", t).await.unwrap();
     }
     assert_eq!(acquired.load(Ordering::SeqCst), CONTENDERS * ROUNDS);
-    assert_eq!(count(&client, "mx/").await, 0, "every holder unlocked");
+    assert_eq!(count(client, "mx/").await, 0, "every holder unlocked");
+}
+
+async fn mutual_exclusion(kind: Kind) {
+    let (_server, client) = start(kind).await;
+    contend(&[client]).await;
 }
 
 #[tokio::test]
 async fn many_contenders_never_hold_the_lock_together() {
     on_both("many_contenders_never_hold_the_lock_together", mutual_exclusion).await;
+}
+
+/// Contenders on every member of a 3-member cluster: locks taken through followers exclude each other too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contenders_on_every_member_never_hold_the_lock_together() {
+    let cluster = harness::Cluster::start(3, &[]);
+    cluster.wait_leader().await;
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        cluster.wait_published(i, 3).await;
+        clients.push(patient_client(cluster.members[i].client_url()).await);
+    }
+    contend(&clients).await;
 }
 
 async fn expiry_hands_the_lock_over(kind: Kind) {

@@ -88,6 +88,12 @@ pub struct Config {
         value_parser = parse_go_duration
     )]
     pub watch_progress_notify_interval: std::time::Duration,
+    /// Interpret 'auto-compaction-retention' one of: 'periodic', 'revision'.
+    #[arg(long, env = "ETCD_AUTO_COMPACTION_MODE", default_value = "periodic")]
+    pub auto_compaction_mode: String,
+    /// Auto compaction retention: a duration or hours for 'periodic' (0 disables), revisions for 'revision'.
+    #[arg(long, env = "ETCD_AUTO_COMPACTION_RETENTION", default_value = "0")]
+    pub auto_compaction_retention: String,
     /// Persist leases' remaining TTL periodically so a leader change does not restart them from their full TTL.
     /// On by default in cairn (etcd 3.4 has it off); `=false` turns it off.
     #[arg(
@@ -138,6 +144,8 @@ struct FileConfig {
     log_format: Option<String>,
     experimental_watch_progress_notify_interval: Option<String>,
     experimental_enable_lease_checkpoint: Option<bool>,
+    auto_compaction_mode: Option<String>,
+    auto_compaction_retention: Option<serde_yaml::Value>,
     experimental_lease_checkpoint_interval: Option<String>,
 }
 
@@ -228,6 +236,19 @@ impl Config {
             if let Some(d) = f.experimental_watch_progress_notify_interval {
                 self.watch_progress_notify_interval = parse_go_duration(&d).map_err(ConfigError::Invalid)?;
             }
+            if let Some(mode) = f.auto_compaction_mode {
+                self.auto_compaction_mode = mode;
+            }
+            if let Some(r) = f.auto_compaction_retention {
+                // etcd's YAML takes the retention as a string, and a bare number as well.
+                self.auto_compaction_retention = match r {
+                    serde_yaml::Value::String(s) => s,
+                    serde_yaml::Value::Number(n) => n.to_string(),
+                    other => {
+                        return Err(ConfigError::Invalid(format!("auto-compaction-retention: {other:?}")))
+                    }
+                };
+            }
             if let Some(on) = f.experimental_enable_lease_checkpoint {
                 self.lease_checkpoint = on;
             }
@@ -243,6 +264,10 @@ impl Config {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
         if self.heartbeat_interval == 0 {
             return invalid("--heartbeat-interval must be greater than 0".into());
+        }
+        if let Err(e) = crate::compactor::policy(&self.auto_compaction_mode, &self.auto_compaction_retention)
+        {
+            return invalid(e);
         }
         if self.election_timeout < 5 * self.heartbeat_interval {
             return invalid(format!(

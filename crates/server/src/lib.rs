@@ -7,6 +7,7 @@
 //! - [`member`]: the state every service serves from; proposing and read-index waits with etcd's timeout.
 //! - [`validate`]: etcd's request checks (empty keys, ignore flags, txn op limits, duplicate keys).
 //! - [`kv`], [`maintenance`]: the KV, Maintenance and Cluster gRPC services.
+//! - [`compactor`]: auto-compaction (`--auto-compaction-mode`, `--auto-compaction-retention`) on the leader.
 //! - [`lease`]: the Lease service, applying lease entries into the lessor, and the leader's lease duties.
 //! - [`watch`]: the Watch service's streams (gRPC and gateway) and the watchers' background catch-up.
 //! - [`lock`], [`election`]: the Lock and Election services, on leases, keys and watch as etcd's v3lock/v3election.
@@ -24,6 +25,7 @@
 
 pub mod bootstrap;
 pub mod concurrency;
+pub mod compactor;
 pub mod config;
 pub mod election;
 pub mod error;

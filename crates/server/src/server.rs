@@ -97,6 +97,11 @@ pub async fn run(cfg: Config) -> Result<(), ServerError> {
 
     crate::watch::start_background(&state, cfg.watch_progress_notify_interval);
     crate::lease::start_background(&state, Duration::from_millis(cfg.election_timeout));
+    if let Some(policy) = crate::compactor::policy(&cfg.auto_compaction_mode, &cfg.auto_compaction_retention)
+        .map_err(ServerError::Startup)?
+    {
+        crate::compactor::start_background(&state, policy);
+    }
     let max_recv = cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
     let grpc = tonic::service::Routes::new(
         KvServer::new(KvService(Arc::clone(&state))).max_decoding_message_size(max_recv),

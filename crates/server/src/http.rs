@@ -11,9 +11,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use cairn_api::etcdserverpb::WatchRequest;
+use cairn_api::etcdserverpb::{LeaseKeepAliveRequest, WatchRequest};
+use cairn_api::gateway::{self, GatewayMessage, Requests};
 use futures::StreamExt;
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::Code;
 
@@ -65,16 +65,28 @@ async fn version() -> Response {
     Json(serde_json::json!({ "etcdserver": SERVER_VERSION, "etcdcluster": CLUSTER_VERSION })).into_response()
 }
 
+/// The requests of a streaming call's body, as grpc-gateway sends them on: a body that does not start with a
+/// valid request is refused with the decoder's error as an Unknown status; after the first request, a bad one
+/// just ends the requests (grpc-gateway's send loop stops there).
+fn stream_requests<T: GatewayMessage>(body: &[u8]) -> Result<Vec<T>, gateway::GatewayError> {
+    let mut requests = Vec::new();
+    for r in Requests::<T>::new(body) {
+        match r {
+            Ok(r) => requests.push(r),
+            Err(e) if requests.is_empty() => return Err(e),
+            Err(_) => break,
+        }
+    }
+    Ok(requests)
+}
+
 /// The Watch stream over HTTP, as grpc-gateway serves it: the body holds one or more JSON WatchRequests, the
 /// response streams one `{"result": WatchResponse}` line per message until the client goes away.
 async fn watch(State(m): State<Arc<MemberState>>, body: Bytes) -> Response {
-    let mut requests = Vec::new();
-    for r in serde_json::Deserializer::from_slice(&body).into_iter::<WatchRequest>() {
-        match r {
-            Ok(r) => requests.push(r),
-            Err(e) => return error_response(Code::InvalidArgument, &e.to_string()),
-        }
-    }
+    let requests = match stream_requests::<WatchRequest>(&body) {
+        Ok(r) => r,
+        Err(e) => return error_response(Code::Unknown, &e.to_string()),
+    };
     // The request side stays open: watchers live as long as the response is read.
     let requests = futures::stream::iter(requests).chain(futures::stream::pending());
     let lines = crate::watch::serve(m, Box::pin(requests)).map(|resp| {
@@ -87,7 +99,7 @@ async fn watch(State(m): State<Arc<MemberState>>, body: Bytes) -> Response {
 
 /// Election Observe over HTTP: one `{"result": LeaderResponse}` line per change until the client goes away.
 async fn observe(State(m): State<Arc<MemberState>>, body: Bytes) -> Response {
-    let req = match serde_json::from_slice(&body) {
+    let req = match gateway::decode(&body) {
         Ok(r) => r,
         Err(e) => return error_response(Code::InvalidArgument, &e.to_string()),
     };
@@ -101,16 +113,27 @@ async fn observe(State(m): State<Arc<MemberState>>, body: Bytes) -> Response {
     ([("content-type", "application/json")], Body::from_stream(lines)).into_response()
 }
 
-/// Keep-alive over HTTP: grpc-gateway streams it, so the answer is one `{"result": ...}` line.
+/// Keep-alive over HTTP: grpc-gateway streams it, so the answer is one `{"result": ...}` line per request in
+/// the body (none for an empty body).
 async fn lease_keep_alive(State(m): State<Arc<MemberState>>, body: Bytes) -> Response {
-    let req = match serde_json::from_slice(&body) {
+    let requests = match stream_requests::<LeaseKeepAliveRequest>(&body) {
         Ok(r) => r,
-        Err(e) => return error_response(Code::InvalidArgument, &e.to_string()),
+        Err(e) => return error_response(Code::Unknown, &e.to_string()),
     };
-    match lease::keep_alive_once(m, req).await {
-        Ok(resp) => Json(serde_json::json!({ "result": resp })).into_response(),
-        Err(e) => error_response(e.code(), e.message()),
+    let mut lines = Vec::new();
+    for req in requests {
+        match lease::keep_alive_once(Arc::clone(&m), req).await {
+            Ok(resp) => {
+                // Written around the message so its fields keep the proto order, as grpc-gateway's.
+                lines.extend_from_slice(b"{\"result\":");
+                lines.extend(serde_json::to_vec(&resp).unwrap_or_default());
+                lines.extend_from_slice(b"}\n");
+            }
+            Err(e) if lines.is_empty() => return error_response(e.code(), e.message()),
+            Err(_) => break,
+        }
     }
+    ([("content-type", "application/json")], lines).into_response()
 }
 
 /// Decodes the JSON body, runs the same function gRPC runs, encodes the answer.
@@ -120,18 +143,13 @@ async fn gateway<Req, Resp, E, Fut>(
     f: impl FnOnce(Arc<MemberState>, Req) -> Fut,
 ) -> Response
 where
-    Req: DeserializeOwned + Default,
+    Req: GatewayMessage,
     Resp: Serialize,
     E: Into<tonic::Status>,
     Fut: std::future::Future<Output = Result<Resp, E>>,
 {
     // An empty body is the empty request, as grpc-gateway reads it.
-    let req = if body.iter().all(u8::is_ascii_whitespace) {
-        Ok(Req::default())
-    } else {
-        serde_json::from_slice::<Req>(&body)
-    };
-    let req = match req {
+    let req = match gateway::decode::<Req>(&body) {
         Ok(r) => r,
         Err(e) => return error_response(Code::InvalidArgument, &e.to_string()),
     };
@@ -158,6 +176,7 @@ fn error_response(code: Code, message: &str) -> Response {
         Code::Cancelled => StatusCode::REQUEST_TIMEOUT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    let body = serde_json::json!({ "error": message, "message": message, "code": code as i32 });
-    (status, Json(body)).into_response()
+    // grpc-gateway's key order and Go's string escaping, which serde_json would not give.
+    (status, [("content-type", "application/json")], gateway::error_body(code as i32, message))
+        .into_response()
 }

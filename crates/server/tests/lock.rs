@@ -10,7 +10,8 @@ mod common;
 mod harness;
 
 use std::future::Future;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
@@ -341,19 +342,56 @@ fn gateway_transcript(server: &Server) -> Vec<(u16, serde_json::Value)> {
         ),
         ("/v3/election/resign", r#"{}"#),
         ("/v3/lock/unlock", r#"{"key":"Z2wvMTIzNA=="}"#),
+        ("/v3/election/campaign", r#"{"name":"Z2U=","lease":"4660","value":"djM="}"#),
     ];
-    steps
+    let mask = |code: u16, body: &str| {
+        let mut v: serde_json::Value = serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
+        let header =
+            if v.get("result").is_some() { v["result"].get_mut("header") } else { v.get_mut("header") };
+        if let Some(h) = header {
+            h["cluster_id"] = "C".into();
+            h["member_id"] = "M".into();
+        }
+        (code, v)
+    };
+    let mut out: Vec<_> = steps
         .iter()
         .map(|(path, body)| {
             let (code, body) = server.http("POST", path, body);
-            let mut v: serde_json::Value = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
-            if let Some(h) = v.get_mut("header") {
-                h["cluster_id"] = "C".into();
-                h["member_id"] = "M".into();
-            }
-            (code, v)
+            mask(code, &body)
         })
-        .collect()
+        .collect();
+    // Observe streams: its first line names the leader.
+    let line = first_streamed_line(server.client_port, "/v3/election/observe", r#"{"name":"Z2U="}"#);
+    out.push(mask(200, &line));
+    out
+}
+
+/// The first JSON line of a streamed HTTP answer (the connection is dropped afterwards).
+fn first_streamed_line(port: u16, path: &str, body: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(LIMIT)).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    for _ in 0..1000 {
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "the stream ended: {}", String::from_utf8_lossy(&received));
+        received.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&received);
+        let line = text
+            .split_once("\r\n\r\n")
+            .and_then(|(_, b)| b.lines().find(|l| l.starts_with('{') && l.ends_with('}')).map(str::to_owned));
+        if let Some(line) = line {
+            return line;
+        }
+    }
+    panic!("no line in {}", String::from_utf8_lossy(&received));
 }
 
 #[tokio::test]
@@ -366,11 +404,17 @@ async fn gateway_lock_and_election_json_is_etcds() {
     assert_eq!(cairn[3].1["error"], "election: no leader");
     assert_eq!(cairn[3].1["code"], 2);
     assert_eq!(cairn[8].1["kv"]["value"], "dzI=", "{:?}", cairn[8]);
+    let observed = &cairn.last().unwrap().1["result"]["kv"];
+    assert_eq!((observed["key"].as_str(), observed["value"].as_str()), (Some("Z2UvMTIzNA=="), Some("djM=")));
     if !Server::etcd_available("gateway_lock_and_election_json_is_etcds") {
         return;
     }
     let (etcd_server, _e) = start(Kind::Etcd).await;
     let etcd = gateway_transcript(&etcd_server);
+    assert_eq!(cairn.len(), etcd.len());
+    if std::env::var("CAIRN_SHOW_TRANSCRIPT").is_ok() {
+        eprintln!("{cairn:?}");
+    }
     for (i, (c, e)) in cairn.iter().zip(&etcd).enumerate() {
         assert_eq!(c, e, "step {i}: cairn (left) and etcd (right) differ");
     }

@@ -306,6 +306,12 @@ impl Node {
             if let Some(snapshot) = &rd.snapshot {
                 self.install_snapshot(snapshot)?;
             }
+            // The leader replicates while it writes its own log (Raft thesis 10.2.1, as etcd does): it counts
+            // its own entries toward a commit only through the followers' answers, which this loop steps after
+            // the fsync below. Followers and candidates persist first: their answers promise the state is on disk.
+            if *self.is_leader.borrow() {
+                self.send(std::mem::take(&mut rd.messages));
+            }
             let entries: Vec<wal::Entry> = rd.entries.iter().map(to_wal_entry).collect();
             let hs = rd.hard_state.map(|h| wal::HardState { term: h.term, vote: h.vote, commit: h.commit });
             if !entries.is_empty() || hs.is_some() {

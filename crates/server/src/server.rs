@@ -120,6 +120,9 @@ pub async fn run(cfg: Config) -> Result<(), ServerError> {
     let app = grpc.into_axum_router().merge(crate::http::router(Arc::clone(&state)));
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    // As etcd, clients are served once this member has published its name and client URLs to the cluster
+    // (the listeners are bound at once; connections wait in the backlog until then).
+    let (published_tx, published_rx) = watch::channel(false);
     let mut servers = Vec::new();
     for url in cfg.client_urls() {
         let (host, port) = parse_host_port(&url)?;
@@ -128,6 +131,7 @@ pub async fn run(cfg: Config) -> Result<(), ServerError> {
             .map_err(|source| ServerError::Io { context: format!("listening on {url}"), source })?;
         tracing::info!(%url, member_id = format!("{member_id:x}"), cluster_id = format!("{cid:x}"), "serving client requests");
         let mut stop = stop_rx.clone();
+        let mut published = published_rx.clone();
         let app = app.clone();
         // Without TCP_NODELAY small responses wait on the peer's delayed ACK (about 40 ms each).
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -136,6 +140,10 @@ pub async fn run(cfg: Config) -> Result<(), ServerError> {
             }
         });
         servers.push(tokio::spawn(async move {
+            tokio::select! {
+                _ = published.wait_for(|p| *p) => {}
+                _ = stop.wait_for(|s| *s) => return Ok(()),
+            }
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
                     let _ = stop.wait_for(|s| *s).await;
@@ -145,8 +153,11 @@ pub async fn run(cfg: Config) -> Result<(), ServerError> {
     }
 
     servers.extend(serve_peers(&cfg, &state, peer_ctx, &stop_rx).await?);
-    let publisher =
-        tokio::spawn(Arc::clone(&state).publish(cfg.name.clone(), cfg.advertise_client_url_list()));
+    let publishing = Arc::clone(&state).publish(cfg.name.clone(), cfg.advertise_client_url_list());
+    let publisher = tokio::spawn(async move {
+        publishing.await;
+        let _ = published_tx.send(true);
+    });
 
     let outcome = tokio::select! {
         () = shutdown_signal() => Ok(()),

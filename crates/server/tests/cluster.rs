@@ -96,7 +96,11 @@ async fn a_follower_behind_the_compacted_log_catches_up_by_snapshot() {
     cluster.spawn(lagging);
     cluster.wait_value(lagging, "s199", "199").await;
     let log = cluster.members[lagging].log();
-    assert!(log.contains("installed a snapshot from the leader"), "caught up without a snapshot?\n{log}");
+    assert!(
+        log.contains("installed a snapshot from the leader"),
+        "caught up without a snapshot?\n{}",
+        cluster.logs()
+    );
     // It serves the whole history it received, and keeps up afterwards by log.
     let opts = GetOptions { serializable: true, range: KeyRange::Prefix, ..GetOptions::default() };
     let r = cluster.client(lagging).await.get("s", opts).await.unwrap();

@@ -6,6 +6,8 @@
 //! fields are taken in struct order (declaration order), a oneof's own name at its place, and oneof members last
 //! (Go visits those in map order, which is random; declaration order here).
 
+use std::collections::HashMap;
+
 use super::golang::quote;
 use super::raw::{self, kind_word, type_error, Number, Stored};
 use super::schema::{Field, Kind, Message, Scalar, Schema};
@@ -88,6 +90,11 @@ fn field(schema: &Schema, f: &Field, v: &[u8], depth: usize, out: &mut Vec<u8>) 
     if !f.repeated {
         return single(schema, f, v, depth, false, out);
     }
+    // jsonpb looks a quoted enum name up before it sees that the field is a list, then refuses the list.
+    if let (Kind::Enum { go_type, values }, Some(name)) = (&f.kind, quoted(v)) {
+        enum_by_name(name, go_type, values)?;
+        return Err(GatewayError::EnumTarget(go_type.clone()));
+    }
     for element in raw::array_elements(v)?.unwrap_or_default() {
         single(schema, f, element, depth, true, out)?;
     }
@@ -116,13 +123,8 @@ fn single(
             put_len(out, f.number, &bytes);
         }
         Kind::Enum { go_type, values } => {
-            let n = if let Some(name) = v.strip_prefix(b"\"").and_then(|s| s.strip_suffix(b"\"")) {
-                // Enum names are looked up without unquoting, as jsonpb does.
-                let found = std::str::from_utf8(name).ok().and_then(|s| values.get(s));
-                *found.ok_or_else(|| GatewayError::UnknownEnum {
-                    value: quote(name),
-                    go_type: go_type.clone(),
-                })?
+            let n = if let Some(name) = quoted(v) {
+                enum_by_name(name, go_type, values)?
             } else {
                 match raw::unmarshal_number(v, Number::Int(32), go_type)? {
                     Some(Stored::Int(n)) => i32::try_from(n).unwrap_or_default(),
@@ -135,6 +137,19 @@ fn single(
         Kind::Scalar(s) => scalar(*s, f, v, present, out)?,
     }
     Ok(())
+}
+
+/// The inside of a string literal, escapes left as they are.
+fn quoted(v: &[u8]) -> Option<&[u8]> {
+    v.strip_prefix(b"\"").and_then(|s| s.strip_suffix(b"\""))
+}
+
+/// Enum names are looked up without unquoting, as jsonpb does.
+fn enum_by_name(name: &[u8], go_type: &str, values: &HashMap<String, i32>) -> Result<i32, GatewayError> {
+    let found = std::str::from_utf8(name).ok().and_then(|s| values.get(s));
+    found
+        .copied()
+        .ok_or_else(|| GatewayError::UnknownEnum { value: quote(name), go_type: go_type.to_string() })
 }
 
 fn number_target(s: Scalar) -> Option<Number> {

@@ -39,6 +39,9 @@ pub enum GatewayError {
     /// jsonpb's error for an enum name it does not know; `value` is already quoted as Go's `%q`.
     #[error("unknown value {value} for enum {go_type}")]
     UnknownEnum { value: String, go_type: String },
+    /// jsonpb's error for an enum name given to a repeated enum field.
+    #[error("invalid target \"slice\" for enum {0}")]
+    EnumTarget(String),
     /// Messages nested deeper than prost decodes.
     #[error("request nests messages deeper than {0} levels")]
     TooDeep(usize),

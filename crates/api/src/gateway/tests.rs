@@ -169,6 +169,23 @@ fn nested_messages_repeated_fields_and_oneofs() {
 }
 
 #[test]
+fn a_repeated_enum_given_one_name() {
+    let w = |b: &str| err::<WatchRequest>(b);
+    assert_eq!(
+        w(r#"{"create_request":{"filters":"NOPUT"}}"#),
+        r#"invalid target "slice" for enum etcdserverpb.WatchCreateRequest_FilterType"#
+    );
+    assert_eq!(
+        w(r#"{"create_request":{"filters":"NOPE"}}"#),
+        r#"unknown value "NOPE" for enum etcdserverpb.WatchCreateRequest_FilterType"#
+    );
+    assert_eq!(
+        w(r#"{"create_request":{"filters":1}}"#),
+        "json: cannot unmarshal number into Go value of type []json.RawMessage"
+    );
+}
+
+#[test]
 fn deep_nesting_is_refused_without_overflowing() {
     let mut body = String::new();
     for _ in 0..2000 {

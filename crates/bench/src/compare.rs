@@ -98,7 +98,7 @@ fn watch(name: String, watchers: usize, space: u64, rate: u64, seconds: u64) -> 
             val_size: VAL_SIZE,
             puts: rate * seconds,
             rate,
-            writers: 8,
+            writers: 32,
         }),
     }
 }

@@ -258,9 +258,16 @@ async fn run(command: Command, json: bool) -> anyhow::Result<()> {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    run(cli.command, cli.json).await
+    match run(cli.command, cli.json).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The error chain on one line, never a backtrace.
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 /// `cairn` is built next to `cairn-bench` by `cargo build --release`.

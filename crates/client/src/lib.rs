@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //! - [`Client`]: connection to one of several endpoints with failover, per-request timeout, auth token, TLS
-//!   ([`TlsOptions`]).
+//!   and keepalive ([`Transport`]).
 //! - [`options`]: clientv3-style options ([`GetOptions`], [`PutOptions`], [`DeleteOptions`]) and [`Txn`].
 //! - [`rpc`]: one typed method per unary RPC of Lease, Cluster, Maintenance, Auth, Lock and Election.
 //! - [`stream`]: watch and lease keep-alive streams ([`stream::Duplex`]), snapshot and observe
@@ -115,6 +115,21 @@ impl TlsOptions {
     }
 }
 
+/// HTTP/2 keepalive pings (etcdctl's `--keepalive-time`, `--keepalive-timeout`): a ping every `time`, the
+/// connection dropped when one is not answered within `timeout`.
+#[derive(Debug, Clone, Copy)]
+pub struct Keepalive {
+    pub time: Duration,
+    pub timeout: Duration,
+}
+
+/// How the connection is carried: TLS and keepalive, both off by default.
+#[derive(Debug, Clone, Default)]
+pub struct Transport {
+    pub tls: Option<TlsOptions>,
+    pub keepalive: Option<Keepalive>,
+}
+
 #[derive(Debug)]
 struct Connection {
     index: usize,
@@ -128,7 +143,7 @@ pub struct Client {
     opts: ConnectOptions,
     conn: Arc<RwLock<Connection>>,
     token: Option<MetadataValue<tonic::metadata::Ascii>>,
-    tls: Option<TlsOptions>,
+    transport: Transport,
 }
 
 /// `host:port` or `http(s)://host:port`, as etcdctl accepts them; TLS makes a bare `host:port` https.
@@ -149,31 +164,31 @@ impl Client {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        Self::connect_tls(endpoints, opts, None).await
+        Self::connect_with(endpoints, opts, Transport::default()).await
     }
 
-    /// As [`Client::connect`], over TLS when `tls` is given.
-    pub async fn connect_tls<I, S>(
+    /// As [`Client::connect`], over the given transport (TLS, keepalive).
+    pub async fn connect_with<I, S>(
         endpoints: I,
         opts: ConnectOptions,
-        tls: Option<TlsOptions>,
+        transport: Transport,
     ) -> Result<Client>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
         let endpoints: Vec<String> =
-            endpoints.into_iter().map(|e| normalize(e.as_ref(), tls.is_some())).collect();
+            endpoints.into_iter().map(|e| normalize(e.as_ref(), transport.tls.is_some())).collect();
         if endpoints.is_empty() {
             return Err(ClientError::NoEndpoints);
         }
-        let conn = Self::dial_any(&endpoints, 0, &opts, tls.as_ref()).await?;
+        let conn = Self::dial_any(&endpoints, 0, &opts, &transport).await?;
         let mut client = Client {
             endpoints: Arc::new(endpoints),
             opts,
             conn: Arc::new(RwLock::new(conn)),
             token: None,
-            tls,
+            transport,
         };
         if let Some((user, password)) = client.opts.user.clone() {
             let mut auth = AuthClient::new(client.channel());
@@ -189,7 +204,7 @@ impl Client {
         endpoints: &[String],
         start: usize,
         opts: &ConnectOptions,
-        tls: Option<&TlsOptions>,
+        transport: &Transport,
     ) -> Result<Connection> {
         let mut last = String::new();
         for k in 0..endpoints.len() {
@@ -200,7 +215,13 @@ impl Client {
                 .connect_timeout(opts.dial_timeout)
                 .timeout(opts.request_timeout)
                 .tcp_nodelay(true);
-            if let Some(t) = tls {
+            if let Some(k) = transport.keepalive {
+                endpoint = endpoint
+                    .http2_keep_alive_interval(k.time)
+                    .keep_alive_timeout(k.timeout)
+                    .keep_alive_while_idle(true);
+            }
+            if let Some(t) = &transport.tls {
                 endpoint = endpoint.tls_config(t.config()).map_err(|e| ClientError::Unreachable {
                     endpoints: endpoints.to_vec(),
                     last: e.to_string(),
@@ -222,7 +243,7 @@ impl Client {
     /// After a connection-level failure, move to the next reachable endpoint.
     async fn failover(&self) -> Result<()> {
         let next = self.conn.read().unwrap_or_else(std::sync::PoisonError::into_inner).index + 1;
-        let conn = Self::dial_any(&self.endpoints, next, &self.opts, self.tls.as_ref()).await?;
+        let conn = Self::dial_any(&self.endpoints, next, &self.opts, &self.transport).await?;
         *self.conn.write().unwrap_or_else(std::sync::PoisonError::into_inner) = conn;
         Ok(())
     }

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cairn_api::EtcdError;
-use cairn_client::{Client, ClientError, ConnectOptions, TlsOptions};
+use cairn_client::{Client, ClientError, ConnectOptions, Keepalive, TlsOptions, Transport};
 
 use crate::cli::Global;
 use crate::error::{client_message, go_code, CtlError, ExitCode, Result};
@@ -20,6 +20,7 @@ pub struct Ctx {
     pub printer: Printer,
     pub dial_timeout: Duration,
     pub command_timeout: Duration,
+    keepalive: Keepalive,
     /// Buffered stdout; [`Ctx::flush`] writes it.
     pub out: Vec<u8>,
     /// Buffered stderr, written before stdout on flush.
@@ -68,8 +69,10 @@ impl Ctx {
     pub fn new(global: &Global) -> Result<Ctx> {
         let dial_timeout = duration_flag("dial-timeout", &global.dial_timeout)?;
         let command_timeout = duration_flag("command-timeout", &global.command_timeout)?;
-        duration_flag("keepalive-time", &global.keepalive_time)?;
-        duration_flag("keepalive-timeout", &global.keepalive_timeout)?;
+        let keepalive = Keepalive {
+            time: duration_flag("keepalive-time", &global.keepalive_time)?,
+            timeout: duration_flag("keepalive-timeout", &global.keepalive_timeout)?,
+        };
         let format = Format::parse(&global.write_out)
             .ok_or_else(|| CtlError::new(ExitCode::BadFeature, "unsupported output format"))?;
         if let Some(srv) = &global.discovery_srv {
@@ -94,6 +97,7 @@ impl Ctx {
             printer: Printer { format, hex: global.hex, value_only: false },
             dial_timeout,
             command_timeout,
+            keepalive,
             out: Vec::new(),
             err: Vec::new(),
             user,
@@ -109,6 +113,7 @@ impl Ctx {
             printer: self.printer,
             dial_timeout: self.dial_timeout,
             command_timeout: self.command_timeout,
+            keepalive: self.keepalive,
             out: Vec::new(),
             err: Vec::new(),
             user: self.user.clone(),
@@ -148,15 +153,15 @@ impl Ctx {
 
     /// A client for the given endpoints (per-endpoint commands, `--cluster`).
     pub async fn connect(&mut self, endpoints: &[String]) -> Result<Client> {
-        let tls = tls_options(&self.global)?;
+        let transport = Transport { tls: tls_options(&self.global)?, keepalive: Some(self.keepalive) };
         let mut opts = self.connect_options();
-        match Client::connect_tls(endpoints, opts.clone(), tls.clone()).await {
+        match Client::connect_with(endpoints, opts.clone(), transport.clone()).await {
             Ok(c) => Ok(c),
             Err(ClientError::Etcd(EtcdError::AuthNotEnabled)) => {
                 // etcdctl logs the refusal and goes on without a token.
                 self.warn_retry(&ClientError::Etcd(EtcdError::AuthNotEnabled));
                 opts.user = None;
-                Client::connect_tls(endpoints, opts, tls).await.map_err(|e| self.failed(e))
+                Client::connect_with(endpoints, opts, transport).await.map_err(|e| self.failed(e))
             }
             Err(e) => Err(self.failed(e)),
         }

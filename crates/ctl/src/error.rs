@@ -66,7 +66,8 @@ pub fn client_message(e: &ClientError) -> String {
         ClientError::Unreachable { .. } => "context deadline exceeded".into(),
         // clientv3 retries transport failures until the deadline.
         ClientError::Status(s)
-            if matches!(s.code(), Code::DeadlineExceeded | Code::Cancelled | Code::Unavailable) =>
+            if matches!(s.code(), Code::DeadlineExceeded | Code::Cancelled | Code::Unavailable)
+                || (s.code() == Code::Unknown && s.message().starts_with("transport error")) =>
         {
             "context deadline exceeded".into()
         }

@@ -173,12 +173,8 @@ async fn interactive(ctx: &mut Ctx) -> Result<()> {
             Err(e) => eprintln!("Invalid command {line} ({e})"),
         }
     }
-    while let Some(done) = tasks.join_next().await {
-        if let Ok(Err(e)) = done {
-            return Err(e);
-        }
-    }
-    Err(CtlError::new(ExitCode::Interrupted, "watch is canceled by the server"))
+    tasks.abort_all();
+    Err(CtlError::invalid_input("Error reading watch request line: EOF"))
 }
 
 #[cfg(test)]

@@ -134,7 +134,9 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("server on {} never became ready", self.endpoint());
+        let log = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(20).collect();
+        panic!("server on {} never became ready; its log ends:\n{}", self.endpoint(), tail.join("\n"));
     }
 }
 
@@ -281,8 +283,9 @@ impl Session {
                     self.step(s);
                 }
                 std::thread::sleep(*settle);
-                drop(input);
+                // Killed before its stdin closes: an interactive watch exits by itself at end of input.
                 let _ = child.kill();
+                drop(input);
                 let out = wait_bounded(child, Duration::from_secs(5));
                 self.record(args, out);
             }
@@ -318,8 +321,39 @@ impl Session {
             s = s.replace(&format!("{l:x}"), &format!("<LEASE{i}>"));
             s = s.replace(&l.to_string(), &format!("<LEASE{i}>"));
         }
-        mask_ids(&mask_timestamps(&mask_durations(&s)))
+        mask_sizes(&mask_ids(&mask_timestamps(&mask_durations(&s))))
     }
+}
+
+/// Database and snapshot sizes (bolt's file grows on its own schedule): `"dbSize":28672`, `"DBSize" : 28672`, `29 kB`.
+fn mask_sizes(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    let markers = ["\"dbSize\":", "\"dbSizeInUse\":", "\"DBSize\" : ", "\"totalSize\":"];
+    loop {
+        let next = markers.iter().filter_map(|m| rest.find(m).map(|i| (i, m.len()))).min();
+        let Some((i, len)) = next else {
+            out.push_str(rest);
+            break;
+        };
+        out.push_str(&rest[..i + len]);
+        rest = &rest[i + len..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        out.push_str("<SIZE>");
+        rest = &rest[digits..];
+    }
+    // go-humanize sizes in simple and table rows: a number, a space, then B, kB or MB.
+    let words: Vec<&str> = out.split(' ').collect();
+    let mut masked = Vec::with_capacity(words.len());
+    for (i, w) in words.iter().enumerate() {
+        let unit = words.get(i + 1).is_some_and(|u| u.starts_with("kB") || u.starts_with("MB"));
+        if unit && !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+            masked.push("<N>");
+        } else {
+            masked.push(w);
+        }
+    }
+    masked.join(" ")
 }
 
 /// capnslog's `2026-11-24 08:29:00.639267 C | ...` timestamps → `<TS>`.
@@ -344,17 +378,19 @@ fn mask_timestamps(s: &str) -> String {
         + if s.ends_with('\n') { "\n" } else { "" }
 }
 
-/// Session lease ids inside lock and election keys (`name/694d77aa9e38260f`) → `name/<ID>`.
+/// Session lease ids inside lock and election keys (`name/694d77aa9e38260f`, `name/58aa20cdf00d80b`) →
+/// `name/<ID>`.
 fn mask_ids(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find('/') {
         out.push_str(&rest[..=i]);
         rest = &rest[i + 1..];
+        // `%x` of a lease id: up to 16 digits, fewer when it starts with zeros.
         let hex = rest.bytes().take_while(u8::is_ascii_hexdigit).count();
-        if hex == 16 {
+        if (12..=16).contains(&hex) {
             out.push_str("<ID>");
-            rest = &rest[16..];
+            rest = &rest[hex..];
         }
     }
     out.push_str(rest);
@@ -460,7 +496,10 @@ pub fn compare_with(kind: Kind, tls: bool, script: &[Step]) {
 fn ids_and_timestamps_are_masked() {
     assert_eq!(mask_ids("lock/694d77aa9e38260f\n"), "lock/<ID>\n");
     assert_eq!(mask_ids("a/b/c"), "a/b/c");
+    assert_eq!(mask_ids("el/58aa20cdf00d814\n"), "el/<ID>\n");
     assert_eq!(mask_timestamps("2026-11-24 08:29:00.639267 C | x\n"), "<TS> C | x\n");
+    assert_eq!(mask_sizes("e, 3.4.23, 29 kB, true"), "e, 3.4.23, <N> kB, true");
+    assert_eq!(mask_sizes("{\"dbSize\":28672,\"x\":1}"), "{\"dbSize\":<SIZE>,\"x\":1}");
 }
 
 #[test]

@@ -64,6 +64,13 @@ pub async fn session_lease(m: &Arc<MemberState>, lease: i64) -> Result<i64> {
     Ok(granted.id)
 }
 
+/// The prefix of a lock's or election's contender keys: its name and "/".
+pub fn name_prefix(name: &[u8]) -> Vec<u8> {
+    let mut prefix = name.to_vec();
+    prefix.push(b'/');
+    prefix
+}
+
 /// `prefix` (ending in "/") followed by the lease id in lower-case hex, as Go's `%x` prints an int64.
 pub fn contender_key(prefix: &[u8], lease: i64) -> Vec<u8> {
     let hex = if lease < 0 { format!("-{:x}", lease.unsigned_abs()) } else { format!("{lease:x}") };

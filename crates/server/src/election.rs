@@ -25,17 +25,11 @@ use crate::concurrency::{self, range_answer, CancelGuard, ConcurrencyError, Resu
 use crate::kv;
 use crate::member::MemberState;
 
-fn prefix_of(name: &[u8]) -> Vec<u8> {
-    let mut prefix = name.to_vec();
-    prefix.push(b'/');
-    prefix
-}
-
 /// Blocks until the request's lease (a new one if 0) leads the election `name`, its key holding `value`.
 /// Dropping the call while it waits withdraws the candidate.
 pub async fn campaign(m: Arc<MemberState>, r: CampaignRequest) -> Result<CampaignResponse> {
     let lease = concurrency::session_lease(&m, r.lease).await?;
-    let prefix = prefix_of(&r.name);
+    let prefix = concurrency::name_prefix(&r.name);
     let key = concurrency::contender_key(&prefix, lease);
     let put = PutRequest { key: key.clone(), value: r.value.clone(), lease, ..Default::default() };
     let txn = TxnRequest {
@@ -93,7 +87,7 @@ pub async fn resign(m: Arc<MemberState>, r: ResignRequest) -> Result<ResignRespo
 
 /// The current leader's key and value.
 pub async fn leader(m: Arc<MemberState>, r: LeaderRequest) -> Result<LeaderResponse> {
-    let resp = concurrency::first_created(&m, &prefix_of(&r.name)).await?;
+    let resp = concurrency::first_created(&m, &concurrency::name_prefix(&r.name)).await?;
     let kv = resp.kvs.into_iter().next().ok_or(ConcurrencyError::NoLeader)?;
     Ok(LeaderResponse { header: resp.header, kv: Some(kv) })
 }
@@ -133,7 +127,7 @@ async fn resign_at(m: &Arc<MemberState>, key: &[u8], rev: i64) -> Result<TxnResp
 pub fn observe(m: Arc<MemberState>, r: LeaderRequest) -> impl Stream<Item = LeaderResponse> + Send + 'static {
     // One response in flight, as etcd's unbuffered channel: a slow client slows only its own observer.
     let (tx, rx) = mpsc::channel(1);
-    let prefix = prefix_of(&r.name);
+    let prefix = concurrency::name_prefix(&r.name);
     tokio::spawn(async move {
         tokio::select! {
             () = tx.closed() => {}

@@ -22,8 +22,7 @@ use crate::member::MemberState;
 /// removes its key.
 pub async fn lock(m: Arc<MemberState>, r: LockRequest) -> Result<LockResponse> {
     let lease = concurrency::session_lease(&m, r.lease).await?;
-    let mut prefix = r.name;
-    prefix.push(b'/');
+    let prefix = concurrency::name_prefix(&r.name);
     let key = concurrency::contender_key(&prefix, lease);
     let owner = RequestOp { request: Some(Op::RequestRange(concurrency::first_created_request(&prefix))) };
     // Enter the queue unless this lease is in it already; read the holder in the same revision.

@@ -96,9 +96,7 @@ pub fn leases(out: &mut Out, r: &LeaseLeasesResponse) {
     }
 }
 
-/// The fields of one member (etcdctl prints them for list, and for add's new member).
-pub fn member_fields(out: &mut Out, m: Option<&Member>) {
-    let Some(m) = m else { return };
+fn member_fields(out: &mut Out, m: &Member) {
     line(out, &format!("\"ID\" : {}", m.id));
     line(out, &format!("\"Name\" : {}", quote(m.name.as_bytes())));
     for u in &m.peer_ur_ls {
@@ -114,7 +112,7 @@ pub fn member_fields(out: &mut Out, m: Option<&Member>) {
 pub fn member_list(out: &mut Out, h: Option<&ResponseHeader>, members: &[Member]) {
     hdr(out, h);
     for m in members {
-        member_fields(out, Some(m));
+        member_fields(out, m);
     }
 }
 

@@ -275,12 +275,9 @@ impl Printer {
         match self.format {
             Format::Simple => line(out, &format!("Member {id:16x} added to cluster {cluster:16x}")),
             Format::Json => line(out, &json::members(r.header.as_ref(), r.member.as_ref(), &r.members)),
-            Format::Fields => {
-                fields::hdr(out, r.header.as_ref());
-                fields::member_fields(out, r.member.as_ref());
-            }
             Format::Protobuf => pb(out, r),
-            Format::Table => return unsupported(self.format),
+            // etcdctl 3.4's fields printer has no membership changes.
+            Format::Fields | Format::Table => return unsupported(self.format),
         }
         Ok(())
     }
@@ -321,9 +318,8 @@ impl Printer {
         match self.format {
             Format::Simple => line(out, &format!("Member {id:16x} {verb} cluster {cluster:16x}")),
             Format::Json => line(out, &json::members(header, None, members)),
-            Format::Fields => fields::member_list(out, header, members),
             Format::Protobuf => {}
-            Format::Table => return unsupported(self.format),
+            Format::Fields | Format::Table => return unsupported(self.format),
         }
         Ok(())
     }

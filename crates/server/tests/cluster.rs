@@ -95,12 +95,12 @@ async fn a_follower_behind_the_compacted_log_catches_up_by_snapshot() {
     }
     cluster.spawn(lagging);
     cluster.wait_value(lagging, "s199", "199").await;
-    let log = cluster.members[lagging].log();
-    assert!(
-        log.contains("installed a snapshot from the leader"),
-        "caught up without a snapshot?\n{}",
-        cluster.logs()
-    );
+    // The data is visible as soon as the backend is swapped in; the log line follows.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cluster.members[lagging].log().contains("installed a snapshot from the leader") {
+        assert!(Instant::now() < deadline, "caught up without a snapshot?\n{}", cluster.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // It serves the whole history it received, and keeps up afterwards by log.
     let opts = GetOptions { serializable: true, range: KeyRange::Prefix, ..GetOptions::default() };
     let r = cluster.client(lagging).await.get("s", opts).await.unwrap();

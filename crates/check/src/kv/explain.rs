@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::model::{describe_state, step, Input, Step};
+use super::model::{describe_state, step, Input, Lax, Step};
 use super::op::Operation;
 use super::partition::Partition;
 use super::search::DeadEnd;
@@ -36,7 +36,12 @@ pub(crate) fn explain(history: &[Operation], part: &Partition, dead: &DeadEnd) -
             ops.push(index);
         }
     }
-    let why = |op: usize| match step(&dead.state, &part.ops[op].input, part.ops[op].output.as_ref()) {
+    let why = |op: usize| match step(
+        &dead.state,
+        &part.ops[op].input,
+        part.ops[op].output.as_ref(),
+        Lax { from: &part.lax_from, at: part.ops[op].ret },
+    ) {
         Err(m) => m.describe(&part.keys, &part.values),
         Ok(_) => "it fits here, but every order continuing with it fails later".to_owned(),
     };
@@ -62,7 +67,7 @@ pub(crate) fn explain(history: &[Operation], part: &Partition, dead: &DeadEnd) -
 /// Keys an operation reads or writes.
 fn touched(input: &Input) -> Vec<usize> {
     let mut keys = match input {
-        Input::Get(k) | Input::Put(k, _) | Input::UnseenPut { key: k, .. } | Input::Delete(k) => vec![*k],
+        Input::Get(k) | Input::Put(k, _) | Input::Delete(k) => vec![*k],
         Input::Txn { compares, success, failure } => compares
             .iter()
             .map(|(k, _)| *k)
@@ -79,7 +84,7 @@ fn touched(input: &Input) -> Vec<usize> {
 fn writes(input: &Input, key: usize) -> bool {
     match input {
         Input::Get(_) => false,
-        Input::Put(k, _) | Input::UnseenPut { key: k, .. } | Input::Delete(k) => *k == key,
+        Input::Put(k, _) | Input::Delete(k) => *k == key,
         Input::Txn { success, failure, .. } => {
             success.iter().chain(failure).any(|s| matches!(s, Step::Put(k, _) | Step::Delete(k) if *k == key))
         }

@@ -29,6 +29,14 @@ impl Rev {
             Self::Unknown { min } => x >= min,
         }
     }
+
+    /// Whether the revision can be above `x` (`x` a valid revision).
+    fn may_be_above(self, x: i64) -> bool {
+        match self {
+            Self::Known(r) => r > x,
+            Self::Unknown { .. } => x >= 1,
+        }
+    }
 }
 
 /// One key's state: the interned value and its revisions.
@@ -85,19 +93,8 @@ pub(crate) enum Step {
 pub(crate) enum Input {
     Get(usize),
     Put(usize, u32),
-    /// A put of unknown outcome whose value nobody observed: it leaves the floor alone and its revision is only
-    /// known to be at least `min` (see [`super::unknown`] for why the search may then place it late).
-    UnseenPut {
-        key: usize,
-        value: u32,
-        min: i64,
-    },
     Delete(usize),
-    Txn {
-        compares: Vec<(usize, Target)>,
-        success: Vec<Step>,
-        failure: Vec<Step>,
-    },
+    Txn { compares: Vec<(usize, Target)>, success: Vec<Step>, failure: Vec<Step> },
 }
 
 /// The result of one transaction operation, values interned.
@@ -146,17 +143,37 @@ pub(crate) enum Mismatch {
     Shape,
 }
 
+/// Keys whose version and create revision an operation may see higher (version) or lower (create) than the
+/// model says, because puts nobody saw the value of (dropped from the search, see [`super::unknown`]) may
+/// have taken effect before it: `from[key]` is the earliest call of such a put, `at` the operation's return.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Lax<'a> {
+    pub(crate) from: &'a [u64],
+    pub(crate) at: u64,
+}
+
+impl Lax<'_> {
+    fn holds(self, key: usize) -> bool {
+        self.from.get(key).is_some_and(|&from| from < self.at)
+    }
+}
+
 /// The states an operation may lead to: one, or two when a transaction of unknown outcome compares a revision
 /// written by another operation of unknown outcome (the compare may hold or not).
 pub(crate) type Next = (State, Option<State>);
 
 /// Applies `input` with `output` (`None`: unknown outcome) to `state`.
-pub(crate) fn step(state: &State, input: &Input, output: Option<&Output>) -> Result<Next, Mismatch> {
+pub(crate) fn step(
+    state: &State,
+    input: &Input,
+    output: Option<&Output>,
+    lax: Lax<'_>,
+) -> Result<Next, Mismatch> {
     let mut next = state.clone();
     match (input, output) {
         (Input::Get(key), Some(Output::Get { revision, kv })) => {
             read_at(&mut next, *revision)?;
-            read(&mut next, *key, kv.as_ref(), *revision)?;
+            read(&mut next, *key, kv.as_ref(), *revision, lax.holds(*key))?;
         }
         (Input::Put(key, value), Some(Output::Put { revision })) => {
             write_at(&mut next, *revision)?;
@@ -167,11 +184,9 @@ pub(crate) fn step(state: &State, input: &Input, output: Option<&Output>) -> Res
             let rev = Rev::Unknown { min: next.floor };
             put(&mut next, *key, *value, rev);
         }
-        (Input::UnseenPut { key, value, min }, None) => {
-            put(&mut next, *key, *value, Rev::Unknown { min: *min })
-        }
         (Input::Delete(key), Some(Output::Delete { revision, deleted })) => {
-            let exists = next.keys[*key].is_some();
+            // A lax key may exist through a put nobody saw the value of.
+            let exists = next.keys[*key].is_some() || (lax.holds(*key) && *deleted == 1);
             if i64::from(exists) != *deleted {
                 return Err(Mismatch::Deleted { key: *key, exists, deleted: *deleted });
             }
@@ -183,22 +198,21 @@ pub(crate) fn step(state: &State, input: &Input, output: Option<&Output>) -> Res
             }
         }
         (Input::Delete(key), None) => {
-            if next.keys[*key].take().is_some() {
-                next.floor += 1;
-            }
+            // It leaves the floor alone so that its effect does not depend on its place (see super::unknown).
+            next.keys[*key] = None;
         }
         (Input::Txn { compares, success, failure }, Some(Output::Txn { revision, succeeded, results })) => {
-            if !compares_can_be(&mut next, compares, *succeeded) {
+            if !compares_can_be(&mut next, compares, *succeeded, lax) {
                 return Err(Mismatch::Branch { succeeded: *succeeded });
             }
             let ops = if *succeeded { success } else { failure };
-            txn_known(&mut next, ops, results, *revision)?;
+            txn_known(&mut next, ops, results, *revision, lax)?;
         }
         (Input::Txn { compares, success, failure }, None) => {
             let mut other = None;
             let mut holds = next.clone();
-            if compares_can_be(&mut holds, compares, true) {
-                if compares_can_be(&mut next.clone(), compares, false) {
+            if compares_can_be(&mut holds, compares, true, lax) {
+                if compares_can_be(&mut next.clone(), compares, false, lax) {
                     txn_unknown(&mut next, failure);
                     txn_unknown(&mut holds, success);
                     other = Some(holds);
@@ -240,19 +254,26 @@ fn put(state: &mut State, key: usize, value: u32, rev: Rev) {
     });
 }
 
-/// Checks a read of `key` at header revision `revision`, binding unknown revisions to what it saw.
-fn read(state: &mut State, key: usize, got: Option<&ReadKv>, revision: i64) -> Result<(), Mismatch> {
+/// Checks a read of `key` at header revision `revision`, binding unknown revisions to what it saw. With
+/// `lax`, the version may be higher and the create revision lower than the model's (then bound to them).
+fn read(
+    state: &mut State,
+    key: usize,
+    got: Option<&ReadKv>,
+    revision: i64,
+    lax: bool,
+) -> Result<(), Mismatch> {
     let slot = &mut state.keys[key];
     let bound = match (slot.as_ref(), got) {
         (None, None) => return Ok(()),
         (Some(s), Some(g))
             if s.value == g.value
-                && s.version == g.version
-                && s.create.may_be(g.create)
+                && (s.version == g.version || (lax && g.version > s.version))
+                && (s.create.may_be(g.create) || (lax && s.create.may_be_above(g.create)))
                 && s.modr.may_be(g.modr)
                 && g.modr <= revision =>
         {
-            KeyState { create: Rev::Known(g.create), modr: Rev::Known(g.modr), ..*s }
+            KeyState { create: Rev::Known(g.create), modr: Rev::Known(g.modr), version: g.version, ..*s }
         }
         _ => return Err(Mismatch::Read { key, state: *slot, got: got.copied() }),
     };
@@ -262,15 +283,18 @@ fn read(state: &mut State, key: usize, got: Option<&ReadKv>, revision: i64) -> R
 
 /// Whether the compares can all hold (`want`) or not all hold (`!want`); binds unknown revisions when they
 /// must equal the compared revision for every compare to hold.
-fn compares_can_be(state: &mut State, compares: &[(usize, Target)], want: bool) -> bool {
+fn compares_can_be(state: &mut State, compares: &[(usize, Target)], want: bool, lax: Lax<'_>) -> bool {
     let mut any_false = false;
     let mut any_maybe = false;
     for &(key, target) in compares {
         let slot = &mut state.keys[key];
         let holds = match (slot.as_mut(), target) {
             (None, Target::Value(_)) => Some(false),
-            (None, Target::Version(x) | Target::Create(x) | Target::Mod(x)) => Some(x == 0),
             (Some(s), Target::Value(v)) => Some(s.value == v),
+            // A lax key may exist, or have another version and revisions, through a put nobody saw the value
+            // of: compares on them may go either way.
+            (_, Target::Version(_) | Target::Create(_) | Target::Mod(_)) if lax.holds(key) => None,
+            (None, Target::Version(x) | Target::Create(x) | Target::Mod(x)) => Some(x == 0),
             (Some(s), Target::Version(x)) => Some(s.version == x),
             (Some(s), Target::Create(x)) => compare_rev(&mut s.create, x, want),
             (Some(s), Target::Mod(x)) => compare_rev(&mut s.modr, x, want),
@@ -305,20 +329,28 @@ fn compare_rev(rev: &mut Rev, x: i64, want: bool) -> Option<bool> {
     }
 }
 
-fn txn_known(state: &mut State, ops: &[Step], results: &[StepResult], revision: i64) -> Result<(), Mismatch> {
+fn txn_known(
+    state: &mut State,
+    ops: &[Step],
+    results: &[StepResult],
+    revision: i64,
+    lax: Lax<'_>,
+) -> Result<(), Mismatch> {
     if ops.len() != results.len() {
         return Err(Mismatch::Shape);
     }
     let mut wrote = false;
     for (op, result) in ops.iter().zip(results) {
         match (*op, result) {
-            (Step::Get(key), StepResult::Get(got)) => read(state, key, got.as_ref(), revision)?,
+            (Step::Get(key), StepResult::Get(got)) => {
+                read(state, key, got.as_ref(), revision, lax.holds(key))?
+            }
             (Step::Put(key, value), StepResult::Put) => {
                 put(state, key, value, Rev::Known(revision));
                 wrote = true;
             }
             (Step::Delete(key), StepResult::Delete(deleted)) => {
-                let exists = state.keys[key].take().is_some();
+                let exists = state.keys[key].take().is_some() || (lax.holds(key) && *deleted == 1);
                 if i64::from(exists) != *deleted {
                     return Err(Mismatch::Deleted { key, exists, deleted: *deleted });
                 }

@@ -26,6 +26,8 @@ pub(crate) struct Partition {
     /// Interned values: a value's id is its index.
     pub(crate) values: Vec<Vec<u8>>,
     pub(crate) ops: Vec<PartOp>,
+    /// Per key: from when it is lax (see [`super::model::Lax`]); `u64::MAX` if never.
+    pub(crate) lax_from: Vec<u64>,
 }
 
 /// Splits `history` into partitions, dropping reads whose outcome is unknown (they constrain nothing).
@@ -71,7 +73,7 @@ pub(crate) fn partitions(history: &[Operation]) -> Vec<Partition> {
         builders[*part].push(index, op);
     }
     for b in builders {
-        let mut part = Partition { keys: b.keys, values: b.values, ops: b.ops };
+        let mut part = Partition { keys: b.keys, values: b.values, ops: b.ops, lax_from: Vec::new() };
         super::unknown::narrow(&mut part);
         parts.push(part);
     }

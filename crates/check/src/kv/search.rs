@@ -15,9 +15,9 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::time::Instant;
 
-use super::model::{step, Output, State};
+use super::model::{step, Lax, Output, State};
 use super::partition::Partition;
-use super::unknown::{may_follow_unobserved, unseen_key};
+use super::unknown::{class, follow, may_follow, Class, Follow};
 
 /// How a partition's search ended.
 #[derive(Debug)]
@@ -53,15 +53,15 @@ struct Frame {
     before: State,
     /// Which of the model's next states was taken (0 or 1).
     alt: usize,
-    pending: Option<usize>,
+    pending: Option<Follow>,
 }
 
-/// A point of the search already explored: placed operations, state, and the key the next operation must write
-/// (after an unseen put).
+/// A point of the search already explored: placed operations, state, and the rule the next operation must
+/// follow.
 struct Visited {
     placed: Box<[u64]>,
     state: State,
-    pending: Option<usize>,
+    pending: Option<Follow>,
 }
 
 /// The call/return entries not yet lifted, as a doubly linked list over arrays (node 0 is the head, the last
@@ -218,7 +218,9 @@ pub(crate) fn search(part: &Partition, limits: Limits) -> Outcome {
     let mut placed = vec![0u64; n.div_ceil(64)];
     let mut placed_hash = 0u64;
     let mut state = State::empty(part.keys.len());
-    let mut pending: Option<usize> = None;
+    let mut pending: Option<Follow> = None;
+    let classes: Vec<Option<Class>> = part.ops.iter().map(class).collect();
+    let mut seen_classes: Vec<Class> = Vec::new();
     let mut stack: Vec<Frame> = Vec::new();
     let mut deepest: Option<DeadEnd> = None;
     // After taking an operation back: continue with it, from this alternative on.
@@ -236,6 +238,16 @@ pub(crate) fn search(part: &Partition, limits: Limits) -> Outcome {
         }
         let first_return = entries.candidates(&mut cands);
         cands.sort_unstable_by_key(|&op| ranks[op]);
+        // Of interchangeable candidates only the earliest called (they sort by call) is tried.
+        seen_classes.clear();
+        cands.retain(|&op| match classes[op] {
+            Some(c) if seen_classes.contains(&c) => false,
+            Some(c) => {
+                seen_classes.push(c);
+                true
+            }
+            None => true,
+        });
         let (start, mut first_alt) = match resume.take() {
             Some((op, alt)) => (cands.iter().position(|&c| c == op).unwrap_or(cands.len()), alt),
             None => (0, 0),
@@ -244,13 +256,12 @@ pub(crate) fn search(part: &Partition, limits: Limits) -> Outcome {
         for &op in &cands[start..] {
             let candidate = &part.ops[op];
             let alt_from = std::mem::take(&mut first_alt);
-            if !known.allows(&ranks, op)
-                || !pending.is_none_or(|key| may_follow_unobserved(&candidate.input, key))
-            {
+            if !known.allows(&ranks, op) || !pending.is_none_or(|rule| may_follow(&candidate.input, rule)) {
                 continue;
             }
-            let Ok((a, b)) = step(&state, &candidate.input, candidate.output.as_ref()) else { continue };
-            let after = unseen_key(&candidate.input);
+            let lax = Lax { from: &part.lax_from, at: candidate.ret };
+            let Ok((a, b)) = step(&state, &candidate.input, candidate.output.as_ref(), lax) else { continue };
+            let after = follow(candidate);
             flip(&mut placed, op);
             let with_op = placed_hash ^ op_hash[op] ^ hasher.hash_one(after);
             for (alt, next_state) in [Some(a), b].into_iter().enumerate().skip(alt_from) {
@@ -287,7 +298,7 @@ pub(crate) fn search(part: &Partition, limits: Limits) -> Outcome {
             known.place(op);
             let before = std::mem::replace(&mut state, next_state);
             stack.push(Frame { op, before, alt, pending });
-            pending = unseen_key(&part.ops[op].input);
+            pending = follow(&part.ops[op]);
             continue;
         }
         // Dead end: nothing can come next.

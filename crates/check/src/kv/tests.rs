@@ -336,14 +336,15 @@ fn txn_across_keys_is_atomic() {
 
 #[test]
 fn unknown_txn_compare_on_unknown_revision() {
-    // x's put has an unknown outcome; a txn comparing x's mod revision with 2 succeeds, which binds it.
+    // x's put has an unknown outcome; a txn comparing x's value (which shows the put took effect) and mod
+    // revision with 2 succeeds, which binds the put's revision.
     let h = vec![
         Operation::unknown(1, 0, Request::put("x", "a")),
         Operation::new(
             2,
             10,
             20,
-            txn(vec![mod_is("x", 2)], vec![TxnOp::Put("x".into(), "b".into())], vec![]),
+            txn(vec![value_is("x", "a"), mod_is("x", 2)], vec![TxnOp::Put("x".into(), "b".into())], vec![]),
             Response::Txn { revision: 3, succeeded: true, results: vec![TxnOpResult::Put] },
         ),
         get(3, 30, 40, "x", Some(("b", 2, 3, 2)), 3),
@@ -352,6 +353,20 @@ fn unknown_txn_compare_on_unknown_revision() {
     let mut wrong = h.clone();
     wrong[2] = get(3, 30, 40, "x", Some(("b", 3, 3, 1)), 3);
     assert_illegal(&wrong);
+}
+
+#[test]
+fn unseen_puts_make_versions_lax_but_not_values() {
+    // A put nobody saw the value of may have taken effect before b's put: version 2 and create 2 are fine...
+    let h = |read: Operation| {
+        vec![Operation::unknown(1, 0, Request::put("x", "a")), put(2, 10, 20, "x", "b", 3), read]
+    };
+    assert_ok(&h(get(3, 30, 40, "x", Some(("b", 2, 3, 2)), 3)));
+    assert_ok(&h(get(3, 30, 40, "x", Some(("b", 3, 3, 1)), 3)));
+    // ... but a lower version, another value or another mod revision are not.
+    assert_illegal(&h(get(3, 30, 40, "x", Some(("b", 3, 3, 0)), 3)));
+    assert_illegal(&h(get(3, 30, 40, "x", Some(("a", 2, 2, 1)), 3)));
+    assert_illegal(&h(get(3, 30, 40, "x", Some(("b", 3, 2, 1)), 3)));
 }
 
 #[test]
@@ -464,4 +479,26 @@ fn conversions_from_wire_types() {
     let mut greater = req.clone();
     greater.compare[0].result = pb::compare::CompareResult::Greater as i32;
     assert!(TxnRequest::try_from(&greater).is_err());
+}
+
+#[test]
+fn chain_of_unknown_compare_and_swaps() {
+    // Each swap of unknown outcome needs the previous one's value; only the last value is read.
+    let cas = |from: &str, to: &str| {
+        txn(vec![value_is("x", from)], vec![TxnOp::Put("x".into(), to.into())], vec![TxnOp::Get("x".into())])
+    };
+    let h = vec![
+        Operation::unknown(5, 2799, Request::delete("x")),
+        put(7, 5970, 5976, "x", "a", 806),
+        Operation::unknown(4, 6174, cas("a", "b")),
+        Operation::unknown(7, 6201, cas("b", "c")),
+        Operation::new(
+            1,
+            6481,
+            6485,
+            cas("c", "d"),
+            Response::Txn { revision: 880, succeeded: true, results: vec![TxnOpResult::Put] },
+        ),
+    ];
+    assert_ok(&h);
 }

@@ -1,79 +1,119 @@
-//! Narrowing down writes of unknown outcome before the search, so that it does not try them everywhere.
+//! Narrowing down operations of unknown outcome before and during the search, so that it does not try them
+//! everywhere. Each step only makes the model looser (it accepts every order it accepted before), so no
+//! linearizable history is rejected.
 //!
-//! Both steps rely on values written once per key (tests write unique values; a value written twice is left
-//! alone):
-//! - **Observed**: when a read returned the value, the write must come before that read, so before it
-//!   returned: the earliest such return becomes the write's return time.
-//! - **Never observed** (a plain put whose value no read returned and no compare mentions): taking effect only
-//!   bumps the key's version and sets its revisions. It becomes [`Input::UnseenPut`], which is looser than an
-//!   unknown put (it leaves the revision floor alone, and its revision is only bounded below by the revisions
-//!   that returned before its call), so no valid order is lost. Its effect then no longer depends on where it
-//!   stands among operations on other keys: given any valid order that places it, moving it later, to just
-//!   before the next operation on its key, gives the same states; and that next operation cannot be a plain
-//!   get, which would have returned the value. So the search only places it right before a non-get operation
-//!   on its key.
+//! Before the search, relying on values written once per key (tests write unique values; a value written
+//! twice is left alone):
+//! - **Observed**: when a read returned the value (or a successful compare matched it), the write must come
+//!   before that read, so before it returned: the earliest such return becomes the write's return time. A
+//!   plain put whose value was read with its mod revision took effect at that revision: it becomes an
+//!   acknowledged put at that revision.
+//! - **Never observed** (a put whose value no read returned, no successful compare matched, and no compare of
+//!   a transaction of unknown outcome mentions): taking effect
+//!   would only have bumped its key's version and set its create revision, since another write must have
+//!   replaced the value before anyone read the key. Such puts leave the search; instead their key becomes
+//!   *lax* for every operation returning after the earliest such call ([`Lax`](super::model::Lax)): reads may
+//!   see a higher version and a lower create revision than the model's, deletes may find the key, and
+//!   compares on version and revisions may go either way. A transaction of unknown outcome that wrote no
+//!   observed value likewise becomes its deletes alone, each optional, whatever its compares.
+//!
+//! During the search, deletes of unknown outcome leave the revision floor alone, so their effect depends only
+//! on their key's state ([`Follow`], [`Class`]):
+//! - given any valid order that places one, moving it later, to just before the next operation on its key,
+//!   gives the same states; so it is only placed right before an operation on its key;
+//! - two on the same key are interchangeable once both are called: only the earliest called is tried.
 
 use std::collections::HashMap;
 
 use super::model::{Input, Output, Step, StepResult, Target};
-use super::partition::Partition;
+use super::partition::{PartOp, Partition};
 
-/// Tightens return times of observed unknown writes and marks never-observed unknown puts.
+/// Tightens return times of observed unknown writes, pins those whose revision a read saw, and replaces
+/// never-observed unknown puts by lax keys.
 pub(crate) fn narrow(part: &mut Partition) {
     let mut writes: HashMap<(usize, u32), usize> = HashMap::new();
     let mut observed_by: HashMap<(usize, u32), u64> = HashMap::new();
-    let mut compared: HashMap<(usize, u32), ()> = HashMap::new();
+    // The mod revision a read saw with the value: the revision of its only write.
+    let mut observed_rev: HashMap<(usize, u32), i64> = HashMap::new();
+    let mut needed: HashMap<(usize, u32), ()> = HashMap::new();
     for op in &part.ops {
         for (key, value) in written(&op.input) {
             *writes.entry((key, value)).or_default() += 1;
         }
-        if let Input::Txn { compares, .. } = &op.input {
+        if let (Input::Txn { compares, .. }, None) = (&op.input, &op.output) {
+            // A transaction of unknown outcome that compares a value may need it: not unseen, not bounded.
             for (key, target) in compares {
                 if let Target::Value(v) = target {
-                    compared.insert((*key, *v), ());
+                    needed.insert((*key, *v), ());
                 }
             }
         }
-        for (key, value) in read(&op.input, op.output.as_ref()) {
+        for (key, value, revision) in read(&op.input, op.output.as_ref()) {
+            if let Some(revision) = revision {
+                observed_rev.entry((key, value)).or_insert(revision);
+            }
             let bound = observed_by.entry((key, value)).or_insert(op.ret);
             *bound = (*bound).min(op.ret);
         }
     }
-    let mut acked: Vec<(u64, i64)> =
-        part.ops.iter().filter_map(|op| op.output.as_ref().map(|out| (op.ret, out.revision()))).collect();
-    acked.sort_unstable();
-    let mut highest = 0;
-    for (_, rev) in &mut acked {
-        highest = highest.max(*rev);
-        *rev = highest;
-    }
-    for op in part.ops.iter_mut().filter(|op| op.output.is_none()) {
-        let unique: Vec<(usize, u32)> =
-            written(&op.input).into_iter().filter(|kv| writes.get(kv) == Some(&1)).collect();
-        if let Some(bound) = unique.iter().filter_map(|kv| observed_by.get(kv)).min() {
+    let unseen = |kv: &(usize, u32)| {
+        writes.get(kv) == Some(&1) && !observed_by.contains_key(kv) && !needed.contains_key(kv)
+    };
+    let mut narrowed = Vec::with_capacity(part.ops.len());
+    let mut lax_from = vec![u64::MAX; part.keys.len()];
+    let mut lax = |key: usize, call: u64| {
+        if let Some(from) = lax_from.get_mut(key) {
+            *from = (*from).min(call);
+        }
+    };
+    for mut op in std::mem::take(&mut part.ops) {
+        if op.output.is_some() {
+            narrowed.push(op);
+            continue;
+        }
+        let written = written(&op.input);
+        let bound =
+            written.iter().filter(|kv| writes.get(kv) == Some(&1)).filter_map(|kv| observed_by.get(kv)).min();
+        if let Some(bound) = bound {
             op.ret = (*bound).max(op.call);
-        } else if let (Input::Put(key, value), [_]) = (&op.input, unique.as_slice()) {
-            if !compared.contains_key(&(*key, *value)) {
-                let min = revision_before(&acked, op.call) + 1;
-                op.input = Input::UnseenPut { key: *key, value: *value, min };
+            if let Input::Put(key, value) = op.input {
+                if let Some(&revision) =
+                    observed_rev.get(&(key, value)).filter(|_| writes.get(&(key, value)) == Some(&1))
+                {
+                    // A read saw its value with its revision: the put took effect, at that revision.
+                    op.output = Some(Output::Put { revision });
+                }
+            }
+            narrowed.push(op);
+        } else if !written.iter().all(unseen) {
+            narrowed.push(op);
+        } else {
+            match &op.input {
+                Input::Put(key, _) => lax(*key, op.call),
+                Input::Txn { success, failure, .. } => {
+                    for s in success.iter().chain(failure) {
+                        match s {
+                            Step::Put(key, _) => lax(*key, op.call),
+                            Step::Delete(key) => {
+                                narrowed.push(PartOp { input: Input::Delete(*key), ..op.clone() })
+                            }
+                            Step::Get(_) => {}
+                        }
+                    }
+                }
+                Input::Get(_) | Input::Delete(_) => narrowed.push(op),
             }
         }
     }
-}
-
-/// The highest revision among acknowledged operations that returned before `time` (0 if none): an operation
-/// called at `time` gets a higher revision if it writes. `acked` is sorted by return time, revisions made
-/// running maxima.
-fn revision_before(acked: &[(u64, i64)], time: u64) -> i64 {
-    let n = acked.partition_point(|(ret, _)| *ret < time);
-    n.checked_sub(1).map_or(0, |i| acked[i].1)
+    part.ops = narrowed;
+    part.lax_from = lax_from;
 }
 
 /// The (key, value) pairs an operation may write.
 fn written(input: &Input) -> Vec<(usize, u32)> {
     match input {
         Input::Put(key, value) => vec![(*key, *value)],
-        Input::Get(_) | Input::UnseenPut { .. } | Input::Delete(_) => Vec::new(),
+        Input::Get(_) | Input::Delete(_) => Vec::new(),
         Input::Txn { success, failure, .. } => success
             .iter()
             .chain(failure)
@@ -85,42 +125,66 @@ fn written(input: &Input) -> Vec<(usize, u32)> {
     }
 }
 
-/// The (key, value) pairs an acknowledged operation read.
-fn read(input: &Input, output: Option<&Output>) -> Vec<(usize, u32)> {
+/// The (key, value) pairs an acknowledged operation observed, with the mod revision when it read them: read,
+/// or compared equal in a transaction that succeeded. (A failed compare observes nothing: an unseen put's value compares unequal to everything.)
+fn read(input: &Input, output: Option<&Output>) -> Vec<(usize, u32, Option<i64>)> {
     match (input, output) {
-        (Input::Get(key), Some(Output::Get { kv: Some(kv), .. })) => vec![(*key, kv.value)],
-        (Input::Txn { success, failure, .. }, Some(Output::Txn { succeeded, results, .. })) => {
+        (Input::Get(key), Some(Output::Get { kv: Some(kv), .. })) => vec![(*key, kv.value, Some(kv.modr))],
+        (Input::Txn { compares, success, failure }, Some(Output::Txn { succeeded, results, .. })) => {
             let ops = if *succeeded { success } else { failure };
+            let compared = compares.iter().filter(|_| *succeeded).filter_map(|(key, target)| match target {
+                Target::Value(v) => Some((*key, *v, None)),
+                _ => None,
+            });
             ops.iter()
                 .zip(results)
                 .filter_map(|(op, result)| match (op, result) {
-                    (Step::Get(key), StepResult::Get(Some(kv))) => Some((*key, kv.value)),
+                    (Step::Get(key), StepResult::Get(Some(kv))) => Some((*key, kv.value, Some(kv.modr))),
                     _ => None,
                 })
+                .chain(compared)
                 .collect()
         }
         _ => Vec::new(),
     }
 }
 
-/// The key after which the next operation placed must be a non-get operation on that key, for an unseen put.
-pub(crate) fn unseen_key(input: &Input) -> Option<usize> {
-    match input {
-        Input::UnseenPut { key, .. } => Some(*key),
+/// What must come right after a delete of unknown outcome: an operation on `key`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Follow {
+    key: usize,
+}
+
+/// The [`Follow`] rule an operation sets, if any.
+pub(crate) fn follow(op: &PartOp) -> Option<Follow> {
+    match (&op.input, &op.output) {
+        (Input::Delete(key), None) => Some(Follow { key: *key }),
         _ => None,
     }
 }
 
-/// Whether `input` may come right after a never-observed put on `key`: a non-get operation on that key.
-pub(crate) fn may_follow_unobserved(input: &Input, key: usize) -> bool {
+/// Whether `input` may come right after an operation that set `rule`.
+pub(crate) fn may_follow(input: &Input, rule: Follow) -> bool {
+    let key = rule.key;
     match input {
-        Input::Get(_) => false,
-        Input::Put(k, _) | Input::UnseenPut { key: k, .. } | Input::Delete(k) => *k == key,
+        Input::Get(k) | Input::Put(k, _) | Input::Delete(k) => *k == key,
         Input::Txn { compares, success, failure } => {
             compares.iter().any(|(k, _)| *k == key)
                 || success.iter().chain(failure).any(|s| match s {
                     Step::Get(k) | Step::Put(k, _) | Step::Delete(k) => *k == key,
                 })
         }
+    }
+}
+
+/// Operations of the same class have the same effect wherever they stand: deletes of unknown outcome on one
+/// key.
+pub(crate) type Class = usize;
+
+/// The class of an operation, if it has one.
+pub(crate) fn class(op: &PartOp) -> Option<Class> {
+    match (&op.input, &op.output) {
+        (Input::Delete(key), None) => Some(*key),
+        _ => None,
     }
 }

@@ -5,15 +5,15 @@
 //! ordered, or [`Verdict::Unknown`] when its budget ran out.
 //!
 //! # How
-//! 1. **Global checks** ([`global`]), cheap and done first: reads no store could answer (a value nobody wrote
+//! 1. **Global checks** (`global`), cheap and done first: reads no store could answer (a value nobody wrote
 //!    to the key, revisions out of bounds); reads that missed an acknowledged write to their key (a write
 //!    at a revision between the read's mod revision and its header revision); acknowledged writes (a put; a
 //!    delete that deleted; a txn whose branch put or deleted something) own their revision, so no two share
 //!    one; and revisions never go back in real time: an operation called after another returned has a header
 //!    revision at least as high, strictly higher if it wrote.
-//! 2. **Per-partition search** ([`search`]): keys are grouped so that no operation crosses groups (transactions
+//! 2. **Per-partition search** (`search`): keys are grouped so that no operation crosses groups (transactions
 //!    join the keys they touch), and each group is searched for an order that respects real time and etcd's
-//!    semantics, modelled by [`model`]: values, versions, create and mod revisions per key, and a revision
+//!    semantics, modelled by `model`: values, versions, create and mod revisions per key, and a revision
 //!    *floor* that header revisions must not go below and write revisions must exceed. Acknowledged
 //!    operations are placed in revision order (any other order would strand one below the floor), so the
 //!    search only branches on where operations of unknown outcome go.
@@ -30,7 +30,7 @@
 //! branch, wrong versions or create/mod revisions.
 //!
 //! Unknown outcomes: a write with no response may take effect at any time after its call, or never. Reads
-//! with no response are dropped. [`unknown`] narrows writes of unknown outcome down before the search (a
+//! with no response are dropped. `unknown` narrows writes of unknown outcome down before the search (a
 //! read of its value bounds or pins it; a put whose value nobody saw leaves the search and makes its key's
 //! version and create revision only bounded: *lax*); every narrowing only makes the model looser, so no
 //! linearizable history is rejected, at the price of not checking versions exactly on keys with such puts.

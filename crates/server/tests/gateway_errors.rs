@@ -111,6 +111,15 @@ const CASES: &[(&str, &[u8])] = &[
         "/v3/kv/txn",
         br#"{"compare":[{"key":"YQ==","target":"MOD","mod_revision":"0"}],"success":[{"request_put":{"key":"Yg==","value":"Yw=="}}],"failure":[{"request_range":{"key":"Yg=="}}]}"#,
     ),
+    // Regular fields before oneof members; the camel name over the proto name; the last of equal keys.
+    ("/v3/kv/txn", br#"{"compare":[{"version":"x","range_end":5}]}"#),
+    ("/v3/kv/txn", br#"{"compare":[{"version":"x","target_union":5}]}"#),
+    ("/v3/kv/txn", br#"{"compare":[{"createRevision":"x"}]}"#),
+    ("/v3/kv/txn", br#"{"compare":[{"target_union":null,"key":"YQ==","version":"1"}]}"#),
+    ("/v3/kv/txn", br#"{"success":[{"request_put":null}]}"#),
+    ("/v3/kv/range", br#"{"key":"YQ==","keysOnly":"x","keys_only":true}"#),
+    ("/v3/kv/range", br#"{"key":"YQ==","keys_only":"x","keysOnly":true}"#),
+    ("/v3/kv/range", br#"{"key":"YQ==","limit":"1","limit":"x"}"#),
     // Other services.
     ("/v3/lease/grant", br#"{"TTL":"x"}"#),
     ("/v3/lease/grant", br#"{"TTL":60,"ID":"1e2"}"#),

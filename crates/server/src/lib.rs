@@ -24,8 +24,8 @@
 //! It alone wires raft, storage and mvcc together; none of them knows the others.
 
 pub mod bootstrap;
-pub mod concurrency;
 pub mod compactor;
+pub mod concurrency;
 pub mod config;
 pub mod election;
 pub mod error;

@@ -48,8 +48,8 @@ pub struct CompareArgs {
     /// Cluster sizes to compare.
     #[arg(long, value_delimiter = ',', default_value = "1,3")]
     pub members: Vec<usize>,
-    /// Only the workloads whose name contains one of these words (default: all).
-    #[arg(long, value_delimiter = ',')]
+    /// Only the workloads whose name contains this text (repeat for several; default: all).
+    #[arg(long)]
     pub only: Vec<String>,
     /// Where the servers' data dirs go (default: the system temp dir).
     #[arg(long)]

@@ -24,6 +24,10 @@ fn rate(r: &Report) -> f64 {
     r.summary.requests_per_second
 }
 
+fn p50(r: &Report) -> f64 {
+    r.summary.latency_ms.p50
+}
+
 fn p99(r: &Report) -> f64 {
     r.summary.latency_ms.p99
 }
@@ -61,19 +65,25 @@ pub fn render(rows: &[Row]) -> String {
 fn write_tables(out: &mut String, rows: &[Row]) -> std::fmt::Result {
     writeln!(out, "Throughput and latency (ratio > 1: cairn better; throughput cairn/etcd, p99 etcd/cairn)")?;
     writeln!(out)?;
-    writeln!(out, "| members | workload | counted | etcd per s | cairn per s | ratio | etcd p99 ms | cairn p99 ms | ratio |")?;
-    writeln!(out, "|---:|---|---|---:|---:|---:|---:|---:|---:|")?;
+    writeln!(
+        out,
+        "| members | workload | counted | etcd per s | cairn per s | ratio | etcd p50 ms | cairn p50 ms | etcd p99 ms \
+         | cairn p99 ms | ratio |"
+    )?;
+    writeln!(out, "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")?;
     for row in rows {
         let (e, c) = (row.etcd.report(), row.cairn.report());
         writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             row.members,
             row.workload,
             row.unit,
             cell(e.map(rate), 0),
             cell(c.map(rate), 0),
             ratio(e.map(rate), c.map(rate), true),
+            cell(e.map(p50), 2),
+            cell(c.map(p50), 2),
             cell(e.map(p99), 2),
             cell(c.map(p99), 2),
             ratio(e.map(p99), c.map(p99), false),
@@ -190,7 +200,9 @@ mod tests {
         ];
         let text = render(&rows);
         assert!(
-            text.contains("| 1 | put, 1 client | requests | 1000 | 2000 | 2.00x | 2.00 | 1.00 | 2.00x |"),
+            text.contains(
+                "| 1 | put, 1 client | requests | 1000 | 2000 | 2.00x | 2.00 | 1.00 | 2.00 | 1.00 | 2.00x |"
+            ),
             "{text}"
         );
         // CPU per 1000 ops: 0.5 s over 1000 requests = 500 ms; over 2000 = 250 ms.
@@ -199,7 +211,9 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("| 3 | lock, 100 contenders | acquisitions | 500 | - | - | 4.00 | - | - |"),
+            text.contains(
+                "| 3 | lock, 100 contenders | acquisitions | 500 | - | - | 4.00 | - | 4.00 | - | - |"
+            ),
             "{text}"
         );
         assert!(

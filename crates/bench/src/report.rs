@@ -61,6 +61,41 @@ pub struct Latency {
     pub p99: f64,
     pub p999: f64,
     pub max: f64,
+    /// etcd benchmark's "response time histogram": ten equal-width buckets from the fastest to the slowest.
+    pub histogram: Vec<Bucket>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Bucket {
+    /// Upper bound of the bucket, in ms.
+    pub up_to_ms: f64,
+    pub count: u64,
+}
+
+const BUCKETS: u64 = 10;
+/// Width of the longest bar in the text histogram.
+const BAR_WIDTH: u64 = 40;
+
+/// Ten equal-width buckets over [min, max] (fewer when the range is narrower than ten microseconds).
+fn buckets(histogram: &Histogram<u64>) -> Vec<Bucket> {
+    if histogram.is_empty() {
+        return Vec::new();
+    }
+    let (min, max) = (histogram.min(), histogram.max());
+    let width = ((max - min) / BUCKETS).max(1);
+    let n = usize::try_from(((max - min) / width + 1).min(BUCKETS)).unwrap_or(1);
+    let mut counts = vec![0u64; n];
+    for v in histogram.iter_recorded() {
+        let value = v.value_iterated_to().clamp(min, max);
+        let i = usize::try_from((value - min) / width).unwrap_or(n - 1).min(n - 1);
+        counts[i] += v.count_at_value();
+    }
+    let upper = |i: usize| if i + 1 == n { max } else { min + (i as u64 + 1) * width - 1 };
+    counts
+        .into_iter()
+        .enumerate()
+        .map(|(i, count)| Bucket { up_to_ms: upper(i) as f64 / 1000.0, count })
+        .collect()
 }
 
 impl Summary {
@@ -81,6 +116,7 @@ impl Summary {
                 p99: ms(histogram.value_at_quantile(0.99)),
                 p999: ms(histogram.value_at_quantile(0.999)),
                 max: ms(histogram.max()),
+                histogram: buckets(histogram),
             },
         }
     }
@@ -137,6 +173,14 @@ impl std::fmt::Display for Report {
             "  mean {:.3}  p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
             l.mean, l.p50, l.p90, l.p99, l.p999, l.max
         )?;
+        if !l.histogram.is_empty() {
+            writeln!(f, "Response time histogram (ms):")?;
+            let most = l.histogram.iter().map(|b| b.count).max().unwrap_or(0).max(1);
+            for b in &l.histogram {
+                let bar = "∎".repeat(usize::try_from(b.count * BAR_WIDTH / most).unwrap_or(0));
+                writeln!(f, "  {:9.3} [{}]\t|{bar}", b.up_to_ms, b.count)?;
+            }
+        }
         if let Some(u) = &self.server {
             writeln!(f, "Server:")?;
             writeln!(
@@ -179,6 +223,28 @@ mod tests {
         assert!((s.latency_ms.p999 - 9.99).abs() < 0.01, "p99.9 {}", s.latency_ms.p999);
         assert!((s.latency_ms.max - 10.0).abs() < 0.01, "max {}", s.latency_ms.max);
         assert_eq!(s.first_error.as_deref(), Some("boom"));
+    }
+
+    #[test]
+    fn the_histogram_has_ten_buckets_covering_every_request() {
+        let h = histogram_of_10us_steps();
+        let b = buckets(&h);
+        assert_eq!(b.len(), 10, "{b:?}");
+        assert_eq!(b.iter().map(|b| b.count).sum::<u64>(), 1000);
+        assert!((b[9].up_to_ms - 10.0).abs() < 0.01, "the last bucket ends at the slowest: {b:?}");
+        assert!(
+            b.iter().all(|b| (95..=105).contains(&b.count)),
+            "evenly spread latencies fill evenly: {b:?}"
+        );
+        let mut one = new_histogram().unwrap();
+        one.record(500).unwrap();
+        assert_eq!(buckets(&one), [Bucket { up_to_ms: 0.5, count: 1 }]);
+        assert!(buckets(&new_histogram().unwrap()).is_empty());
+        let text =
+            Report::new("put", "requests", Summary::new(&h, Errors::default(), Duration::from_secs(1)))
+                .to_string();
+        assert!(text.contains("Response time histogram (ms):"), "{text}");
+        assert!(text.contains(&format!("|{}", "∎".repeat(40))), "{text}");
     }
 
     #[test]

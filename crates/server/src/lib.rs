@@ -14,6 +14,7 @@
 //! - [`concurrency`]: what those two share: sessions, contender keys, waiting for older contenders' deletion.
 //! - [`http`]: `/health`, `/version` and the JSON gateway.
 //! - [`server`]: listeners, the services on one port, signals and shutdown.
+//! - [`authority`]: a shim under the HTTP/2 server that repairs Go clients' malformed `:authority`.
 //! - [`bootstrap`]: new cluster, joining an existing one, or restarting from the WAL, as etcd decides.
 //! - [`membership`]: members' names and URLs, durable in the backend, changed by applied conf changes.
 //! - [`membership_api`]: MemberAdd/Remove/Update/Promote and MoveLeader with etcd's checks.
@@ -23,6 +24,7 @@
 //!
 //! It alone wires raft, storage and mvcc together; none of them knows the others.
 
+pub mod authority;
 pub mod bootstrap;
 pub mod compactor;
 pub mod concurrency;

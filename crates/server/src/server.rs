@@ -139,6 +139,8 @@ pub async fn run(cfg: Config) -> Result<(), ServerError> {
                 tracing::warn!(error = %e, "cannot set TCP_NODELAY");
             }
         });
+        // Go clients may send a malformed `:authority` that h2 would reject: repair it underneath.
+        let listener = crate::authority::AuthorityListener(listener);
         servers.push(tokio::spawn(async move {
             tokio::select! {
                 _ = published.wait_for(|p| *p) => {}

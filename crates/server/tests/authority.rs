@@ -1,7 +1,8 @@
-//! Go clients that send a malformed HTTP/2 `:authority` (clientv3 3.4 dialing a member's `http://` URL, as
-//! `etcdctl endpoint status --cluster` does) get the same answers from cairn as from etcd, and the clients that
-//! send a valid one (tonic, HTTP/1.1 gateway) still work. A raw HTTP/2 connection checks that requests after a
-//! rewritten one, whose headers refer to the client's HPACK dynamic table, are still understood.
+//! Go clients that send a malformed HTTP/2 `:authority` (clientv3 3.4 dialing a member's `http://` URL,
+//! as `etcdctl endpoint status --cluster` does) get the same answers from cairn as from etcd, and the
+//! clients that send a valid one (tonic, HTTP/1.1 gateway) still work. A raw HTTP/2 connection checks that
+//! requests after a rewritten one, whose headers refer to the client's HPACK dynamic table, are still
+//! understood.
 
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
 

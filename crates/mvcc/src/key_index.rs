@@ -210,6 +210,12 @@ impl TreeIndex {
         }
     }
 
+    /// The revisions a compaction at `at` would keep, without compacting (etcd's `Keep`): each live key's
+    /// newest revision at or below `at`.
+    pub fn keep(&self, at: i64) -> HashSet<Revision> {
+        self.keys.values().filter_map(|ki| ki.get(at)).map(|k| k.modified).collect()
+    }
+
     /// Compacts every key at `at`; returns the revisions at or below `at` that must stay in the backend.
     pub fn compact(&mut self, at: i64) -> HashSet<Revision> {
         let mut available = HashSet::new();

@@ -14,11 +14,13 @@
 //! - [`watch`]: the watchers (synced / unsynced groups, delivery through non-blocking [`WatchSink`]s).
 //! - `watchable`: the store's watch API and catch-up from the backend's history.
 //! - `snapshot`: consistent backend copies for raft snapshots, and installing a received one.
+//! - `hash`: etcd's HashKV (same bytes as etcd's, so the same hash), a whole-backend hash, defragmentation.
 //!
 //! It must not know raft, leases or the network: the server decides what to apply and when, leases are asked
 //! through [`LeaseLookup`], and request validation (empty keys, sizes, duplicate keys) happens at the gRPC edge.
 
 pub mod batch;
+mod hash;
 pub mod key_index;
 mod range;
 pub mod revision;
@@ -28,6 +30,7 @@ pub mod watch;
 mod watchable;
 
 pub use batch::{Batch, LeaseChange, LeaseLookup, NoLeases};
+pub use hash::KvHash;
 pub use revision::Revision;
 pub use snapshot::SnapshotPoint;
 pub use store::Store;

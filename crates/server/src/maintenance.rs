@@ -1,7 +1,6 @@
 //! The Maintenance and Cluster services: what etcdctl's endpoint, member and move-leader commands need.
 //! Membership changes are validated here with etcd's errors, then proposed as raft conf changes and answered
-//! once applied. The rest of Maintenance (defragment, hash, snapshot) answers Unimplemented until its issue
-//! lands.
+//! once applied. Snapshot, Hash, HashKV and Defragment work on this member's store, as etcd's do.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -15,8 +14,16 @@ use cairn_api::etcdserverpb::{
     MemberUpdateRequest, MemberUpdateResponse, MoveLeaderRequest, MoveLeaderResponse, StatusRequest,
     StatusResponse,
 };
+use cairn_api::etcdserverpb::{
+    DefragmentRequest, DefragmentResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse,
+    SnapshotRequest, SnapshotResponse,
+};
 use cairn_api::EtcdError;
+use sha2::Digest;
+use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status};
+
+use crate::error::mvcc_to_etcd;
 
 use crate::member::{MemberState, SERVER_VERSION, STORAGE_VERSION};
 
@@ -58,6 +65,97 @@ pub async fn member_list(
     Ok(MemberListResponse { header: m.header(0), members: m.shared.members().list() })
 }
 
+/// Snapshot blobs are sent in pieces of this size (etcd's snapshotSendBufferSize).
+const SNAPSHOT_CHUNK: usize = 32 * 1024;
+
+pub async fn hash_kv(m: Arc<MemberState>, req: HashKvRequest) -> Result<HashKvResponse, EtcdError> {
+    let store = Arc::clone(&m.shared.store);
+    let h = tokio::task::spawn_blocking(move || store.hash_kv(req.revision))
+        .await
+        .map_err(|_| EtcdError::Stopped)?
+        .map_err(|e| mvcc_to_etcd(&e))?;
+    Ok(HashKvResponse {
+        header: m.header(h.current_revision),
+        hash: h.hash,
+        compact_revision: h.compact_revision,
+        hash_revision: h.hash_revision,
+    })
+}
+
+pub async fn hash(m: Arc<MemberState>, _req: HashRequest) -> Result<HashResponse, EtcdError> {
+    let store = Arc::clone(&m.shared.store);
+    let hash = tokio::task::spawn_blocking(move || store.hash_all())
+        .await
+        .map_err(|_| EtcdError::Stopped)?
+        .map_err(|e| mvcc_to_etcd(&e))?;
+    Ok(HashResponse { header: m.header(m.shared.store.current_revision()), hash })
+}
+
+pub async fn defragment(
+    m: Arc<MemberState>,
+    _req: DefragmentRequest,
+) -> Result<DefragmentResponse, EtcdError> {
+    let store = Arc::clone(&m.shared.store);
+    tokio::task::spawn_blocking(move || store.defragment()).await.map_err(|_| EtcdError::Stopped)?.map_err(
+        |e| {
+            tracing::error!(error = %e, "defragmenting failed");
+            mvcc_to_etcd(&e)
+        },
+    )?;
+    Ok(DefragmentResponse { header: m.header(m.shared.store.current_revision()) })
+}
+
+/// A consistent copy of the backend, streamed in pieces and followed by its SHA-256 (the integrity check
+/// etcd's restore reads), as etcd's Snapshot. The copy lives in a temp file next to the backend while it is
+/// sent.
+fn snapshot_stream(m: &Arc<MemberState>) -> BoxStream<SnapshotResponse> {
+    let store = Arc::clone(&m.shared.store);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<SnapshotResponse, Status>>(4);
+    tokio::task::spawn_blocking(move || {
+        let fail = |what: &str, e: &dyn std::fmt::Display| {
+            tracing::warn!(error = %e, "snapshot: {what}");
+            Status::unavailable(format!("snapshot: {what}: {e}"))
+        };
+        let dir = store.backend().path().parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+        let file = match tempfile::NamedTempFile::new_in(&dir) {
+            Ok(f) => f,
+            Err(e) => return drop(tx.blocking_send(Err(fail("temp file", &e)))),
+        };
+        if let Err(e) = store.snapshot_to(file.path()) {
+            return drop(tx.blocking_send(Err(fail("copying the backend", &e))));
+        }
+        let mut f = file.as_file();
+        let total = match f.metadata() {
+            Ok(md) => md.len(),
+            Err(e) => return drop(tx.blocking_send(Err(fail("reading the copy", &e)))),
+        };
+        let mut digest = sha2::Sha256::new();
+        let mut sent = 0u64;
+        let mut buf = vec![0u8; SNAPSHOT_CHUNK];
+        while sent < total {
+            let n = match std::io::Read::read(&mut f, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) => return drop(tx.blocking_send(Err(fail("reading the copy", &e)))),
+            };
+            sent += n as u64;
+            digest.update(&buf[..n]);
+            let piece = SnapshotResponse {
+                remaining_bytes: total - sent,
+                blob: buf[..n].to_vec(),
+                ..Default::default()
+            };
+            if tx.blocking_send(Ok(piece)).is_err() {
+                return; // the client went away
+            }
+        }
+        let sha =
+            SnapshotResponse { remaining_bytes: 0, blob: digest.finalize().to_vec(), ..Default::default() };
+        let _ = tx.blocking_send(Ok(sha));
+    });
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
 #[derive(Debug, Clone)]
 pub struct MaintenanceService(pub Arc<MemberState>);
 
@@ -76,6 +174,28 @@ impl Maintenance for MaintenanceService {
             })),
             _ => Err(Status::unimplemented("alarm activation and deactivation are not implemented yet")),
         }
+    }
+
+    async fn hash(&self, req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        Ok(Response::new(hash(Arc::clone(&self.0), req.into_inner()).await?))
+    }
+
+    async fn hash_kv(&self, req: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        Ok(Response::new(hash_kv(Arc::clone(&self.0), req.into_inner()).await?))
+    }
+
+    async fn defragment(
+        &self,
+        req: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
+        Ok(Response::new(defragment(Arc::clone(&self.0), req.into_inner()).await?))
+    }
+
+    async fn snapshot(
+        &self,
+        _req: Request<SnapshotRequest>,
+    ) -> Result<Response<BoxStream<SnapshotResponse>>, Status> {
+        Ok(Response::new(snapshot_stream(&self.0)))
     }
 
     async fn move_leader(

@@ -21,7 +21,7 @@ use cairn_api::mvccpb::Event;
 use cairn_mvcc::{WatchMessage, WatchSink, WatchSpec, WatcherId};
 use futures::{Stream, StreamExt};
 use prost::Message;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -38,6 +38,10 @@ const EMPTY_RANGE: &str = "mvcc: watcher range is empty";
 const DUPLICATE_ID: &str = "mvcc: duplicate watch ID provided on the WatchStream";
 
 static NEXT_STREAM: AtomicU64 = AtomicU64::new(1);
+
+/// Wakes the catch-up loop as soon as a watcher starts in the past, instead of at its next round. Process-wide:
+/// one loop runs per server, and a spurious wake of another server's loop (tests) costs one empty round.
+static CATCH_UP: Notify = Notify::const_new();
 
 /// What a stream sends, in order.
 #[derive(Debug)]
@@ -66,7 +70,7 @@ pub fn start_background(m: &Arc<MemberState>, progress_interval: Duration) {
     tokio::spawn(async move {
         let mut wait = SYNC_INTERVAL;
         loop {
-            tokio::time::sleep(wait).await;
+            let _ = tokio::time::timeout(wait, CATCH_UP.notified()).await;
             let s = Arc::clone(&store);
             wait = match tokio::task::spawn_blocking(move || s.sync_watchers()).await {
                 Ok(Ok(0)) => SYNC_INTERVAL,
@@ -143,7 +147,16 @@ struct StreamReader {
 
 impl StreamReader {
     async fn run<S: Stream<Item = WatchRequest> + Unpin>(self, mut requests: S) {
-        while let Some(req) = requests.next().await {
+        loop {
+            // A request side that never ends (the gateway's) must not outlive the client: stop when the
+            // response side is gone too.
+            let req = tokio::select! {
+                req = requests.next() => match req {
+                    Some(req) => req,
+                    None => return,
+                },
+                () = self.tx.closed() => return,
+            };
             let sent = match req.request_union {
                 Some(RequestUnion::CreateRequest(c)) => self.create(c).await,
                 Some(RequestUnion::CancelRequest(c)) => self.cancel(c.watch_id).await,
@@ -223,8 +236,12 @@ impl StreamReader {
             progress_notify: c.progress_notify,
             fragment: c.fragment,
         };
+        let in_past = spec.start_revision <= store.current_revision();
         let id = store.watch(self.stream, spec, Arc::new(StreamSink(self.tx.clone())));
         self.ids().by_watch_id.insert(watch_id, id);
+        if in_past {
+            CATCH_UP.notify_one();
+        }
         true
     }
 

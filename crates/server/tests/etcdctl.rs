@@ -93,12 +93,25 @@ fn normalize(s: &str) -> String {
         let line = mask_json_field(&line, "\"raftAppliedIndex\":");
         let line = mask_number_after(&line, "remaining(");
         let line = mask_json_field(&line, "\"ttl\":");
+        // etcd lists a lease's keys in Go map order, which changes from run to run.
+        let line = sort_list_after(&line, "attached keys([", ' ', ']');
+        let line = sort_list_after(&line, "\"keys\":[", ',', ']');
         // The server's version string (in endpoint status), not a key's version.
         let line = if line.contains("\"Endpoint\"") { mask_json_field(&line, "\"version\":") } else { line };
         out.push_str(&line);
         out.push('\n');
     }
     out
+}
+
+/// Sorts the `sep`-separated items between `open` and the next `close`.
+fn sort_list_after(line: &str, open: &str, sep: char, close: char) -> String {
+    let Some(i) = line.find(open) else { return line.to_owned() };
+    let start = i + open.len();
+    let Some(len) = line[start..].find(close) else { return line.to_owned() };
+    let mut items: Vec<&str> = line[start..start + len].split(sep).collect();
+    items.sort_unstable();
+    format!("{}{}{}", &line[..start], items.join(&sep.to_string()), &line[start + len..])
 }
 
 /// The lease id as JSON output prints it (decimal).

@@ -2,8 +2,6 @@
 //! `omitempty` on every proto field, integers as numbers, bytes as standard base64, enums as numbers, HTML-safe
 //! string escaping.
 
-use std::fmt::Write;
-
 use base64::Engine;
 
 /// A JSON object under construction.
@@ -137,27 +135,10 @@ pub fn bytes(v: &[u8]) -> String {
     format!("\"{}\"", base64::engine::general_purpose::STANDARD.encode(v))
 }
 
-/// A JSON string as Go writes it: `<`, `>`, `&`, U+2028 and U+2029 escaped, invalid UTF-8 as U+FFFD.
+/// A JSON string as Go writes it: `<`, `>`, `&`, U+2028 and U+2029 escaped (the gateway's writer).
 pub fn string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+    cairn_api::gateway::push_json_string(&mut out, s);
     out
 }
 

@@ -248,7 +248,7 @@ pub(crate) fn base64_decode(src: &[u8]) -> Result<Vec<u8>, GatewayError> {
 
 /// A string as Go's `json.Marshal` writes it: `<`, `>`, `&`, U+2028 and U+2029 as `\u` escapes, control
 /// characters as `\n`, `\r`, `\t` or `\u00XX`.
-pub(crate) fn push_json_string(out: &mut String, s: &str) {
+pub fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {

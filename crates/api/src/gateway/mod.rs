@@ -13,6 +13,8 @@
 //! Answers are written by [`error_body`], which orders and escapes as grpc-gateway's error body.
 
 mod golang;
+
+pub use golang::push_json_string;
 mod jsonpb;
 mod raw;
 mod scanner;

@@ -79,26 +79,13 @@ impl Member {
     }
 
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        crate::common::kill9(&mut self.child);
         self.paused = false;
     }
 
     /// Waits (bounded) for the process to exit by itself: Some(exit code).
     pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Some(c) = self.child.as_mut() {
-                if let Ok(Some(status)) = c.try_wait() {
-                    self.child = None;
-                    return Some(status.code().unwrap_or(-1));
-                }
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        crate::common::wait_exit(&mut self.child, limit)
     }
 }
 

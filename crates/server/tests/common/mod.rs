@@ -11,6 +11,29 @@ use std::time::{Duration, Instant};
 
 use cairn_client::{Client, ConnectOptions, GetOptions};
 
+/// SIGKILL: no chance to flush anything. Reaps the process.
+pub fn kill9(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+/// Waits (bounded) for the process to exit by itself: its exit code, or None on timeout.
+pub fn wait_exit(child: &mut Option<Child>, limit: Duration) -> Option<i32> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(c) = child.as_mut() {
+            if let Ok(Some(status)) = c.try_wait() {
+                *child = None;
+                return Some(status.code().unwrap_or(-1));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -140,10 +163,7 @@ impl Server {
 
     /// SIGKILL: no chance to flush anything.
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill9(&mut self.child);
     }
 
     pub fn pid(&self) -> u32 {
@@ -152,17 +172,7 @@ impl Server {
 
     /// Waits for the process to exit by itself; its exit code, or None on timeout.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Some(c) = self.child.as_mut() {
-                if let Ok(Some(status)) = c.try_wait() {
-                    self.child = None;
-                    return Some(status.code().unwrap_or(-1));
-                }
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        wait_exit(&mut self.child, limit)
     }
 
     pub fn restart(&mut self) {

@@ -168,6 +168,26 @@ impl Store {
         range::range(&state, &source, req, state.current_rev)
     }
 
+    /// Every live key that has a lease, with the lease (the server rebuilds its lessor's attachments from
+    /// this on start): values are read one at a time, never all at once.
+    pub fn leased_keys(&self) -> Result<Vec<(Vec<u8>, i64)>, MvccError> {
+        let state = self.read_state();
+        let source = Committed { tx: self.backend().begin_read()? };
+        let mut revisions = Vec::new();
+        state.index.visit(crate::key_index::KeyRange::new(&[0], &[0]), state.current_rev, |_, at| {
+            revisions.push(at.modified);
+            true
+        });
+        let mut leased = Vec::new();
+        for rev in revisions {
+            let kv = source.kv(rev)?;
+            if kv.lease != 0 {
+                leased.push((kv.key, kv.lease));
+            }
+        }
+        Ok(leased)
+    }
+
     /// Starts a batch of writes applied as one backend transaction.
     pub fn begin_batch(&self) -> Batch<'_> {
         Batch::new(self, self.write_state())

@@ -17,7 +17,7 @@ use cairn_api::etcdserverpb::{
     DeleteRangeRequest, LeaseCheckpoint, LeaseCheckpointRequest, LeaseCheckpointResponse, LeaseGrantRequest,
     LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesRequest,
     LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest,
-    LeaseTimeToLiveResponse, RangeRequest, RequestOp, ResponseHeader, TxnRequest,
+    LeaseTimeToLiveResponse, RequestOp, ResponseHeader, TxnRequest,
 };
 use cairn_api::EtcdError;
 use cairn_lease::{LeaseError, Lessor, LessorConfig};
@@ -84,10 +84,9 @@ impl Leases {
         let backend = store.backend();
         let tx = backend.begin_read()?;
         let mut lessor = Lessor::recover(config, &tx).map_err(|e| ServerError::Startup(e.to_string()))?;
-        let all = RangeRequest { key: vec![0], range_end: vec![0], ..Default::default() };
-        for kv in store.range(&all)?.kvs {
-            if kv.lease != 0 && lessor.attach(kv.lease, [&kv.key]).is_err() {
-                tracing::warn!(lease = format!("{:x}", kv.lease), "a key names a lease that does not exist");
+        for (key, lease) in store.leased_keys()? {
+            if lessor.attach(lease, [&key]).is_err() {
+                tracing::warn!(lease = format!("{lease:x}"), "a key names a lease that does not exist");
             }
         }
         Ok(Leases { lessor: Mutex::new(lessor), leader: Mutex::new(None) })

@@ -94,25 +94,18 @@ pub(crate) struct Schema {
 
 /// Go's `CamelCase` of a proto name ("target_union" -> "TargetUnion").
 fn camel(name: &str) -> String {
-    let mut out = String::new();
-    let mut upper = true;
-    for c in name.chars() {
-        if c == '_' {
-            upper = true;
-        } else if upper {
-            out.extend(c.to_uppercase());
-            upper = false;
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    joined(name, true)
 }
 
 /// protoc's default JSON name ("sort_order" -> "sortOrder").
 fn json_name(name: &str) -> String {
+    joined(name, false)
+}
+
+/// `name` without underscores, the letter after each one upper-cased (and the first, if `first_upper`).
+fn joined(name: &str, first_upper: bool) -> String {
     let mut out = String::new();
-    let mut upper = false;
+    let mut upper = first_upper;
     for c in name.chars() {
         if c == '_' {
             upper = true;

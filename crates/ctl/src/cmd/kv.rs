@@ -12,6 +12,36 @@ use crate::ctx::Ctx;
 use crate::error::{CtlError, ExitCode, Result};
 use crate::printer::Format;
 
+/// The key and range of a `get` or `del` as etcdctl reads its arguments: `key [range_end]`, `--prefix`, or
+/// `--from-key` (an empty key with either means every key).
+fn key_range(args: &[String], prefix: bool, from_key: bool) -> Result<(Vec<u8>, KeyRange)> {
+    let mut key = args[0].clone().into_bytes();
+    let mut range = KeyRange::Single;
+    if args.len() > 1 {
+        if prefix || from_key {
+            return Err(CtlError::bad_args(
+                "too many arguments, only accept one argument when `--prefix` or `--from-key` is set",
+            ));
+        }
+        range = KeyRange::Until(args[1].clone().into_bytes());
+    }
+    if prefix {
+        if key.is_empty() {
+            key = vec![0];
+            range = KeyRange::FromKey;
+        } else {
+            range = KeyRange::Prefix;
+        }
+    }
+    if from_key {
+        if key.is_empty() {
+            key = vec![0];
+        }
+        range = KeyRange::FromKey;
+    }
+    Ok((key, range))
+}
+
 /// The key and options of a `get` (also a txn's get line).
 pub fn get_op(a: &GetArgs) -> Result<(Vec<u8>, GetOptions)> {
     let limit = flag_int("limit", &a.limit)?;
@@ -32,15 +62,8 @@ pub fn get_op(a: &GetArgs) -> Result<(Vec<u8>, GetOptions)> {
         "l" => {}
         c => return Err(CtlError::new(ExitCode::BadFeature, format!("unknown consistency flag {c:?}"))),
     }
-    let mut key = a.args[0].clone().into_bytes();
-    if a.args.len() > 1 {
-        if a.prefix || a.from_key {
-            return Err(CtlError::bad_args(
-                "too many arguments, only accept one argument when `--prefix` or `--from-key` is set",
-            ));
-        }
-        opts.range = KeyRange::Until(a.args[1].clone().into_bytes());
-    }
+    let (key, range) = key_range(&a.args, a.prefix, a.from_key)?;
+    opts.range = range;
     opts.limit = limit;
     if rev > 0 {
         opts.revision = rev;
@@ -62,20 +85,6 @@ pub fn get_op(a: &GetArgs) -> Result<(Vec<u8>, GetOptions)> {
     // clientv3's WithSort: ascending by key is the server's default order.
     let order = if target == SortTarget::Key && order == SortOrder::Ascend { SortOrder::None } else { order };
     opts.sort = Some((target, order));
-    if a.prefix {
-        if key.is_empty() {
-            key = vec![0];
-            opts.range = KeyRange::FromKey;
-        } else {
-            opts.range = KeyRange::Prefix;
-        }
-    }
-    if a.from_key {
-        if key.is_empty() {
-            key = vec![0];
-        }
-        opts.range = KeyRange::FromKey;
-    }
     opts.keys_only = a.keys_only;
     Ok((key, opts))
 }
@@ -144,31 +153,8 @@ pub fn del_op(a: &DelArgs) -> Result<(Vec<u8>, DeleteOptions)> {
             "`--prefix` and `--from-key` cannot be set at the same time, choose one",
         ));
     }
-    let mut key = a.args[0].clone().into_bytes();
-    let mut opts = DeleteOptions { prev_kv: a.prev_kv, ..DeleteOptions::default() };
-    if a.args.len() > 1 {
-        if a.prefix || a.from_key {
-            return Err(CtlError::bad_args(
-                "too many arguments, only accept one argument when `--prefix` or `--from-key` is set",
-            ));
-        }
-        opts.range = KeyRange::Until(a.args[1].clone().into_bytes());
-    }
-    if a.prefix {
-        if key.is_empty() {
-            key = vec![0];
-            opts.range = KeyRange::FromKey;
-        } else {
-            opts.range = KeyRange::Prefix;
-        }
-    }
-    if a.from_key {
-        if key.is_empty() {
-            key = vec![0];
-        }
-        opts.range = KeyRange::FromKey;
-    }
-    Ok((key, opts))
+    let (key, range) = key_range(&a.args, a.prefix, a.from_key)?;
+    Ok((key, DeleteOptions { prev_kv: a.prev_kv, range }))
 }
 
 pub async fn del(ctx: &mut Ctx, a: DelArgs) -> Result<()> {

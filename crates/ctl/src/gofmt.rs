@@ -4,64 +4,10 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-/// `fmt.Sprintf("%q", s)` of a Go string holding these bytes: printable runes kept, invalid UTF-8 as `\x..`.
+/// `fmt.Sprintf("%q", s)` of a Go string holding these bytes: printable runes kept, invalid UTF-8 as `\x..`
+/// (the gateway's `strconv.Quote`).
 pub fn quote(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() + 2);
-    out.push('"');
-    for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            quote_rune(&mut out, c);
-        }
-        for b in chunk.invalid() {
-            let _ = write!(out, "\\x{b:02x}");
-        }
-    }
-    out.push('"');
-    out
-}
-
-fn quote_rune(out: &mut String, c: char) {
-    match c {
-        '"' => out.push_str("\\\""),
-        '\\' => out.push_str("\\\\"),
-        '\u{7}' => out.push_str("\\a"),
-        '\u{8}' => out.push_str("\\b"),
-        '\u{c}' => out.push_str("\\f"),
-        '\n' => out.push_str("\\n"),
-        '\r' => out.push_str("\\r"),
-        '\t' => out.push_str("\\t"),
-        '\u{b}' => out.push_str("\\v"),
-        c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-            let _ = write!(out, "\\x{:02x}", c as u32);
-        }
-        c if is_printable(c) => out.push(c),
-        c if (c as u32) < 0x10000 => {
-            let _ = write!(out, "\\u{:04x}", c as u32);
-        }
-        c => {
-            let _ = write!(out, "\\U{:08x}", c as u32);
-        }
-    }
-}
-
-/// An approximation of Go's `strconv.IsPrint` for runes >= 0x80: not a control, not a separator other than
-/// the ASCII space, not a private-use or unassigned code point we know of.
-fn is_printable(c: char) -> bool {
-    let u = c as u32;
-    if u < 0x80 {
-        return true;
-    }
-    !(c.is_control()
-        || (0x80..0xa0).contains(&u)
-        || u == 0xad
-        || (0x2000..=0x200f).contains(&u)
-        || (0x2028..=0x202f).contains(&u)
-        || (0x205f..=0x206f).contains(&u)
-        || u == 0x3000
-        || u == 0xfeff
-        || (0xe000..=0xf8ff).contains(&u)
-        || (0xfff9..=0xfffb).contains(&u)
-        || u == 0xa0)
+    cairn_api::gateway::quote(bytes)
 }
 
 /// Reads one Go quoted string (`"..."` with escapes, or a raw `` `...` ``) from the start of `s`: the decoded

@@ -85,7 +85,7 @@ fn utf8_len(s: &[u8]) -> Option<usize> {
 }
 
 /// `fmt`'s `%q` of a byte string (`strconv.Quote`): invalid UTF-8 bytes as `\xff`.
-pub(crate) fn quote(s: &[u8]) -> String {
+pub fn quote(s: &[u8]) -> String {
     let mut out = String::from("\"");
     let mut i = 0;
     while i < s.len() {

@@ -14,7 +14,7 @@
 
 mod golang;
 
-pub use golang::push_json_string;
+pub use golang::{push_json_string, quote};
 mod jsonpb;
 mod raw;
 mod scanner;

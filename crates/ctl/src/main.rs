@@ -8,12 +8,14 @@
 //! - [`printer`]: `-w simple|json|fields|table|protobuf`, byte for byte as etcdctl 3.4.
 //! - [`cmd`]: one module per command group (kv, txn, watch, lease, member, endpoint, maintenance, auth,
 //!   concurrency, mirror, check).
-//! - [`boltdb`]: a read-only walk of etcd's bolt snapshot files for `snapshot status`.
+//! - [`boltdb`]: a read-only walk of etcd's bolt snapshot files for `snapshot status` and `snapshot restore`.
 //! - [`gofmt`], [`gojson`]: Go's `%q`, durations, go-humanize and encoding/json rules the output relies on.
 //! - [`usage`]: etcdctl's usage text, printed when flags do not parse.
 //! - [`error`]: [`error::CtlError`] and etcdctl's exit codes.
 //!
-//! It must not know the server: it speaks the etcd v3 API through cairn-client only.
+//! It must not know the server: it speaks the etcd v3 API through cairn-client only. The one exception is
+//! `snapshot restore`, which writes a member's data dir offline through cairn-storage and cairn-mvcc (the same
+//! id derivation, WAL and backend code the server uses), as etcdctl 3.4 writes etcd's.
 
 mod args;
 mod boltdb;

@@ -14,6 +14,8 @@
 //! - [`watch`]: the watchers (synced / unsynced groups, delivery through non-blocking [`WatchSink`]s).
 //! - `watchable`: the store's watch API and catch-up from the backend's history.
 //! - `snapshot`: consistent backend copies for raft snapshots, and installing a received one.
+//! - [`restore`]: snapshot restore: a store made from a snapshot (cairn's or etcd's buckets) starts a new raft
+//!   log.
 //! - `hash`: etcd's HashKV (same bytes as etcd's, so the same hash), a whole-backend hash, defragmentation.
 //!
 //! It must not know raft, leases or the network: the server decides what to apply and when, leases are asked
@@ -23,6 +25,7 @@ pub mod batch;
 mod hash;
 pub mod key_index;
 mod range;
+pub mod restore;
 pub mod revision;
 mod snapshot;
 pub mod store;

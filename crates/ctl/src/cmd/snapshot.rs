@@ -1,5 +1,6 @@
 //! snapshot save|status|restore (etcdctl's snapshot_command.go and clientv3/snapshot). `save` streams the
-//! backend to `<path>.part`, syncs and renames it; `status` reads the bolt file etcd sends.
+//! backend to `<path>.part`, syncs and renames it; `status` reads the bolt file etcd sends; `restore` lives in
+//! [`super::restore`].
 
 use std::io::{IsTerminal, Write};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -7,7 +8,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::boltdb::{Bolt, BoltError};
-use crate::cli::{Positional, RestoreArgs, SnapshotCommand};
+use crate::cli::{Positional, SnapshotCommand};
 use crate::ctx::{log_timestamp, Ctx};
 use crate::error::{client_message, CtlError, ExitCode, Result};
 use crate::gofmt::humanize_bytes;
@@ -24,12 +25,12 @@ pub async fn snapshot(ctx: &mut Ctx, c: SnapshotCommand) -> Result<()> {
             let s = status(path)?;
             ctx.printer.db_status(&mut ctx.out, &s)
         }
-        SnapshotCommand::Restore(a) => restore(&a),
+        SnapshotCommand::Restore(a) => super::restore::restore(ctx, &a),
     }
 }
 
 /// zap's production logger line, as etcdctl's snapshot code logs.
-fn info(ctx: &mut Ctx, iso: bool, caller: &str, msg: &str, fields: &str) {
+pub(super) fn info(ctx: &mut Ctx, iso: bool, caller: &str, msg: &str, fields: &str) {
     let ts = if iso {
         gojson::string(&log_timestamp(true))
     } else {
@@ -164,16 +165,4 @@ pub fn status(path: &str) -> Result<DbStatus> {
         .map_err(err)?;
     }
     Ok(DbStatus { hash, revision, total_key, total_size: db.size() })
-}
-
-/// Restoring writes etcd's member directory (bolt db + WAL + raft snapshot), a layout cairn does not use.
-fn restore(a: &RestoreArgs) -> Result<()> {
-    if a.args.len() != 1 {
-        return Err(CtlError::bad_args("snapshot restore requires exactly one argument"));
-    }
-    Err(CtlError::new(
-        ExitCode::Error,
-        "snapshot restore is not supported by cairnctl: it writes etcd's on-disk layout (member/snap/db and \
-         member/wal), which cairn does not use; restore with etcdutl/etcdctl 3.4 for etcd",
-    ))
 }

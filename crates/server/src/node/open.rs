@@ -11,7 +11,7 @@ use cairn_raft::{
     ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, MemStorage, RawNode, Snapshot,
     SnapshotMetadata,
 };
-use cairn_storage::wal;
+use cairn_storage::{member, wal};
 use cairn_storage::{Wal, WalOptions};
 use prost::Message as _;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -22,14 +22,8 @@ use crate::lease::Leases;
 use crate::membership::{self, Membership};
 use crate::transport::{self, Faults, PeerContext, Transport};
 
-fn member_metadata(member_id: u64, cluster_id: u64) -> Vec<u8> {
-    let mut m = member_id.to_be_bytes().to_vec();
-    m.extend_from_slice(&cluster_id.to_be_bytes());
-    m
-}
-
 pub(super) fn encode_conf_state(cs: &ConfState) -> Vec<u8> {
-    cairn_api::cairnpb::ConfState { voters: cs.voters.clone(), learners: cs.learners.clone() }.encode_to_vec()
+    member::conf_state_data(&cs.voters, &cs.learners)
 }
 
 pub(super) fn to_wal_entry(e: &Entry) -> wal::Entry {
@@ -68,13 +62,6 @@ fn apply_conf_change_to(cs: &mut ConfState, cc: &ConfChange) {
     }
 }
 
-/// The ids a WAL's metadata holds (member, cluster).
-fn decode_metadata(m: &[u8]) -> Option<(u64, u64)> {
-    let member = u64::from_be_bytes(m.get(..8)?.try_into().ok()?);
-    let cluster = u64::from_be_bytes(m.get(8..16)?.try_into().ok()?);
-    Some((member, cluster))
-}
-
 /// A running node loop: where to send commands, what it shares, a receiver that fires (with the reason) if
 /// it stops on a fatal error, its thread, and what the peer service needs.
 pub type Started =
@@ -104,11 +91,11 @@ pub fn start(setup: NodeSetup, store: Arc<Store>) -> Result<Started, ServerError
             membership::write(&mut batch, membership::MemberWrite::Put(m.clone()));
         }
         batch.commit(true).map_err(|e| ServerError::Fatal(format!("backend: {e}")))?;
-        let wal = Wal::create(&setup.wal_dir, &member_metadata(member_id, cluster_id), opts)?;
+        let wal = Wal::create(&setup.wal_dir, &member::wal_metadata(member_id, cluster_id), opts)?;
         (wal, member_id, cluster_id, setup.membership.clone())
     } else {
         let (wal, contents) = Wal::open(&setup.wal_dir, opts)?;
-        let Some((wal_member, wal_cluster)) = decode_metadata(&contents.metadata) else {
+        let Some((wal_member, wal_cluster)) = member::decode_wal_metadata(&contents.metadata) else {
             return Err(ServerError::Startup("the WAL's metadata is unreadable".into()));
         };
         // A restarted member keeps the ids it was created with; a member told to bootstrap a new cluster

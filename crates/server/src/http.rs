@@ -1,5 +1,5 @@
 //! HTTP on the client port, as etcd serves it beside gRPC: `/health`, `/version`, and the JSON gateway for the
-//! KV paths (`/v3/kv/...`), `/v3/watch`, `/v3/maintenance/status` and `/v3/cluster/member/list` in grpc-gateway's shape (proto field names, int64 as strings, bytes as base64; errors
+//! KV paths (`/v3/kv/...`), `/v3/watch`, `/v3/maintenance/status`, `/v3/maintenance/alarm` and `/v3/cluster/member/list` in grpc-gateway's shape (proto field names, int64 as strings, bytes as base64; errors
 //! as `{"error","message","code"}`), and `/v3/lock/*`, `/v3/election/*` (Observe streams as `/v3/watch`).
 
 use std::sync::atomic::Ordering;
@@ -18,7 +18,7 @@ use serde::Serialize;
 use tonic::Code;
 
 use crate::member::{MemberState, CLUSTER_VERSION, SERVER_VERSION};
-use crate::{election, kv, lease, lock, maintenance};
+use crate::{alarm, election, kv, lease, lock, maintenance};
 
 pub fn router(m: Arc<MemberState>) -> Router {
     Router::new()
@@ -30,6 +30,7 @@ pub fn router(m: Arc<MemberState>) -> Router {
         .route("/v3/kv/txn", post(|s, b| gateway(s, b, kv::txn)))
         .route("/v3/kv/compaction", post(|s, b| gateway(s, b, kv::compact)))
         .route("/v3/maintenance/status", post(|s, b| gateway(s, b, maintenance::status_request)))
+        .route("/v3/maintenance/alarm", post(|s, b| gateway(s, b, alarm::alarm)))
         .route("/v3/cluster/member/list", post(|s, b| gateway(s, b, maintenance::member_list)))
         .route("/v3/watch", post(watch))
         .route("/v3/lease/grant", post(|s, b| gateway(s, b, lease::grant)))

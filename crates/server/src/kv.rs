@@ -17,7 +17,7 @@ use tonic::{Request as GrpcRequest, Response, Status};
 use crate::error::mvcc_to_etcd;
 use crate::member::MemberState;
 use crate::node::Applied;
-use crate::validate;
+use crate::{alarm, validate};
 
 pub async fn range(m: Arc<MemberState>, r: RangeRequest) -> Result<RangeResponse, EtcdError> {
     validate::range(&r)?;
@@ -30,6 +30,8 @@ pub async fn range(m: Arc<MemberState>, r: RangeRequest) -> Result<RangeResponse
 }
 
 pub async fn put(m: Arc<MemberState>, r: PutRequest) -> Result<PutResponse, EtcdError> {
+    // As etcd's quotaKVServer, the quota is checked before anything else.
+    alarm::check_quota(&m, alarm::cost_put(&r)).await?;
     validate::put(&r)?;
     write(&m, Request::Put(r), |a| match a {
         Applied::Put(x) => Ok(x),
@@ -51,6 +53,7 @@ pub async fn delete_range(
 }
 
 pub async fn txn(m: Arc<MemberState>, r: TxnRequest) -> Result<TxnResponse, EtcdError> {
+    alarm::check_quota(&m, alarm::cost_txn(&r)).await?;
     validate::txn(&r, m.max_txn_ops)?;
     write(&m, Request::Txn(r), |a| match a {
         Applied::Txn(x) => Ok(x),

@@ -223,6 +223,8 @@ fn new_lease_id(member_id: u64) -> i64 {
 }
 
 pub async fn grant(m: Arc<MemberState>, mut r: LeaseGrantRequest) -> Result<LeaseGrantResponse, EtcdError> {
+    // As etcd's quotaLeaseServer, the quota is checked first.
+    crate::alarm::check_quota(&m, crate::alarm::LEASE_COST).await?;
     if r.id == 0 {
         r.id = new_lease_id(m.shared.member_id);
     }

@@ -7,6 +7,7 @@
 //! - [`member`]: the state every service serves from; proposing and read-index waits with etcd's timeout.
 //! - [`validate`]: etcd's request checks (empty keys, ignore flags, txn op limits, duplicate keys).
 //! - [`kv`], [`maintenance`]: the KV, Maintenance and Cluster gRPC services.
+//! - [`alarm`]: raised alarms (NOSPACE, CORRUPT) and the backend quota, at the gRPC edge and on apply.
 //! - [`compactor`]: auto-compaction (`--auto-compaction-mode`, `--auto-compaction-retention`) on the leader.
 //! - [`lease`]: the Lease service, applying lease entries into the lessor, and the leader's lease duties.
 //! - [`watch`]: the Watch service's streams (gRPC and gateway) and the watchers' background catch-up.
@@ -24,6 +25,7 @@
 //!
 //! It alone wires raft, storage and mvcc together; none of them knows the others.
 
+pub mod alarm;
 pub mod authority;
 pub mod bootstrap;
 pub mod compactor;

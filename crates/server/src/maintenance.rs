@@ -5,7 +5,6 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use cairn_api::etcdserverpb::alarm_request::AlarmAction;
 use cairn_api::etcdserverpb::cluster_server::Cluster;
 use cairn_api::etcdserverpb::maintenance_server::Maintenance;
 use cairn_api::etcdserverpb::{
@@ -39,7 +38,8 @@ pub fn status(m: &MemberState) -> Result<StatusResponse, EtcdError> {
         raft_index: m.shared.raft_index.load(Ordering::SeqCst),
         raft_term: m.shared.term.load(Ordering::SeqCst),
         raft_applied_index: m.shared.applied_index.load(Ordering::SeqCst),
-        errors: Vec::new(),
+        // As etcd, each raised alarm is one of Status's errors.
+        errors: m.shared.alarms.status_errors(),
         db_size_in_use: i64::try_from(in_use).unwrap_or(i64::MAX),
         is_learner: m.shared.is_learner.load(Ordering::SeqCst),
         storage_version: STORAGE_VERSION.into(),
@@ -102,6 +102,8 @@ pub async fn defragment(
             mvcc_to_etcd(&e)
         },
     )?;
+    // The quota compares the backend's new, smaller size from now on.
+    m.shared.alarms.refresh_size(&m.shared.store);
     Ok(DefragmentResponse { header: m.header(m.shared.store.current_revision()) })
 }
 
@@ -165,15 +167,8 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(status(&self.0)?))
     }
 
-    /// Alarm listing; no alarm is ever raised yet (the quota issue will), so the list is empty.
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
-        match AlarmAction::try_from(req.get_ref().action) {
-            Ok(AlarmAction::Get) => Ok(Response::new(AlarmResponse {
-                header: self.0.header(self.0.shared.store.current_revision()),
-                alarms: Vec::new(),
-            })),
-            _ => Err(Status::unimplemented("alarm activation and deactivation are not implemented yet")),
-        }
+        Ok(Response::new(crate::alarm::alarm(Arc::clone(&self.0), req.into_inner()).await?))
     }
 
     async fn hash(&self, req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {

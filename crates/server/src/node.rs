@@ -18,7 +18,7 @@ use std::sync::{Arc, RwLock};
 
 use cairn_api::cairnpb::{internal_request::Request, InternalRequest};
 use cairn_api::etcdserverpb::{
-    CompactionResponse, DeleteRangeResponse, LeaseCheckpointResponse, LeaseGrantResponse,
+    AlarmResponse, CompactionResponse, DeleteRangeResponse, LeaseCheckpointResponse, LeaseGrantResponse,
     LeaseRevokeResponse, PutResponse, TxnResponse,
 };
 use cairn_api::EtcdError;
@@ -55,6 +55,7 @@ pub enum Applied {
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
     LeaseCheckpoint(LeaseCheckpointResponse),
+    Alarm(AlarmResponse),
 }
 
 pub type ApplyResult = Result<Applied, EtcdError>;
@@ -135,6 +136,8 @@ pub struct Shared {
     pub is_leader: watch::Receiver<bool>,
     /// The lessor: applied to here in log order, read and renewed by the Lease service.
     pub leases: Arc<Leases>,
+    /// Raised alarms and the backend quota: applied to here in log order, checked at the gRPC edge.
+    pub alarms: Arc<crate::alarm::Alarms>,
 }
 
 impl Shared {
@@ -161,6 +164,8 @@ pub struct NodeSetup {
     pub snapshot_catchup_entries: u64,
     pub max_request_bytes: usize,
     pub lease_config: cairn_lease::LessorConfig,
+    /// `--quota-backend-bytes` as given (0: etcd's default, negative: no quota).
+    pub quota_backend_bytes: i64,
 }
 
 struct Node {
@@ -359,6 +364,7 @@ impl Node {
         // Entries an installed snapshot already holds are not applied twice (etcd's consistent index check).
         let already_applied = store.consistent_index();
         let mut batch = store.begin_batch();
+        let mut quota = self.shared.alarms.begin_apply();
         let mut results = Vec::new();
         let mut conf_applied = Vec::new();
         let mut removed_self = false;
@@ -373,6 +379,11 @@ impl Node {
                             continue;
                         }
                     };
+                    // The applier in place (capped, corrupt) may refuse the request before it is applied.
+                    if let Some(refused) = quota.admit(req.id, req.request.as_ref()) {
+                        results.push((req.id, Err(refused)));
+                        continue;
+                    }
                     let leases = &self.shared.leases;
                     let result = match req.request {
                         Some(Request::Put(p)) => {
@@ -398,8 +409,12 @@ impl Node {
                             results.push((req.id, Ok(lease::apply_checkpoint(leases, &mut batch, &c))));
                             continue;
                         }
-                        // Alarms: proposed only once their service lands.
-                        _ => {
+                        Some(Request::Alarm(a)) => {
+                            let resp = self.shared.alarms.apply(&mut batch, &a);
+                            results.push((req.id, Ok(Applied::Alarm(resp))));
+                            continue;
+                        }
+                        None => {
                             results.push((req.id, Err(EtcdError::NotCapable)));
                             continue;
                         }
@@ -429,6 +444,11 @@ impl Node {
         }
         batch.set_consistent_index(last.index, last.term);
         batch.commit(false).map_err(|e| ServerError::Fatal(format!("backend: {e}")))?;
+        // Writes past the quota are answered NOSPACE; the first one raises the alarm (no one waits for it).
+        if quota.finish(&store, &mut results) {
+            self.next_id += 1;
+            let _ = self.raw.propose(crate::alarm::nospace_proposal(self.next_id, self.shared.member_id));
+        }
         self.applied = last.index;
         self.shared.applied_index.store(last.index, Ordering::SeqCst);
         for (id, result) in results {

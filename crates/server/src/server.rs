@@ -71,6 +71,7 @@ pub async fn run(cfg: Config) -> Result<(), ServerError> {
                 Duration::from_millis(cfg.election_timeout),
             ))
         },
+        quota_backend_bytes: cfg.quota_backend_bytes,
     };
     let (tx, shared, mut fatal, node_thread, peer_ctx) = node::start(setup, store)?;
     let (member_id, cid) = (shared.member_id, shared.cluster_id);

@@ -105,6 +105,7 @@ impl Node {
             .restore_from(&path, &self.backend_path)
             .map_err(|e| fatal("installing the snapshot", &e))?;
         self.shared.leases.reload(&self.shared.store)?;
+        self.shared.alarms.reload(&self.shared.store)?;
         self.raw.storage_mut().apply_snapshot(snapshot.clone()).map_err(|e| fatal("raft log", &e))?;
         self.conf_state = snapshot.metadata.conf_state.clone();
         self.membership = Membership::load(&self.shared.store.backend())?;

@@ -17,6 +17,7 @@ use prost::Message as _;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{Command, Node, NodeSetup, Shared, BATCH};
+use crate::alarm::{Alarms, Quota};
 use crate::error::ServerError;
 use crate::lease::Leases;
 use crate::membership::{self, Membership};
@@ -185,6 +186,7 @@ pub fn start(setup: NodeSetup, store: Arc<Store>) -> Result<Started, ServerError
         membership: RwLock::new(membership.clone()),
         is_leader: is_leader_rx,
         leases: Arc::new(Leases::recover(&store, setup.lease_config.clone())?),
+        alarms: Arc::new(Alarms::recover(&store, Quota::new(setup.quota_backend_bytes))?),
     });
     let (tx, rx) = mpsc::channel(16 * BATCH);
     let runtime = tokio::runtime::Handle::try_current()

@@ -112,6 +112,17 @@ pub struct Config {
         value_parser = parse_go_duration
     )]
     pub lease_checkpoint_interval: std::time::Duration,
+    /// Reject reconfiguration requests that would cause quorum loss (etcd's strict reconfiguration check):
+    /// adding or removing a member while peers are down, or with too few started members. `=false` turns it off.
+    #[arg(
+        long,
+        env = "ETCD_STRICT_RECONFIG_CHECK",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub strict_reconfig_check: bool,
     /// Path to the server configuration file (YAML, etcd's keys). Flags and environment are ignored when set.
     #[arg(long, env = "ETCD_CONFIG_FILE")]
     pub config_file: Option<PathBuf>,
@@ -146,6 +157,7 @@ struct FileConfig {
     auto_compaction_mode: Option<String>,
     auto_compaction_retention: Option<serde_yaml::Value>,
     experimental_lease_checkpoint_interval: Option<String>,
+    strict_reconfig_check: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -253,6 +265,9 @@ impl Config {
             }
             if let Some(d) = f.experimental_lease_checkpoint_interval {
                 self.lease_checkpoint_interval = parse_go_duration(&d).map_err(ConfigError::Invalid)?;
+            }
+            if let Some(on) = f.strict_reconfig_check {
+                self.strict_reconfig_check = on;
             }
         }
         self.validate()?;
@@ -437,6 +452,9 @@ mod tests {
         assert_eq!((c.heartbeat_interval, c.election_timeout, c.max_txn_ops), (100, 1000, 128));
         assert_eq!(c.max_request_bytes, 1_572_864);
         assert_eq!(c.quota_bytes(), DEFAULT_QUOTA_BYTES);
+        assert!(c.strict_reconfig_check, "etcd checks reconfigurations unless told not to");
+        assert!(!parse(&["--strict-reconfig-check=false"]).strict_reconfig_check);
+        assert!(parse(&["--strict-reconfig-check"]).strict_reconfig_check);
     }
 
     #[test]
@@ -457,6 +475,8 @@ mod tests {
             .unwrap();
         let c = parse(&["--config-file", path.to_str().unwrap()]).resolve().unwrap();
         assert_eq!((c.name.as_str(), c.max_txn_ops), ("n1", 7));
+        std::fs::write(&path, "strict-reconfig-check: false\n").unwrap();
+        assert!(!parse(&["--config-file", path.to_str().unwrap()]).resolve().unwrap().strict_reconfig_check);
         std::fs::write(&path, "nonsense-key: 1\n").unwrap();
         assert!(parse(&["--config-file", path.to_str().unwrap()]).resolve().is_err());
     }

@@ -26,6 +26,10 @@ pub struct MemberState {
     pub quota_bytes: i64,
     /// etcd's request timeout: 5 s plus two election timeouts.
     pub request_timeout: Duration,
+    /// --strict-reconfig-check: refuse membership changes that would cost the cluster its quorum.
+    pub strict_reconfig_check: bool,
+    /// Since when each peer has been connected (read by the strict reconfiguration checks).
+    pub peers: Arc<crate::transport::PeerActivity>,
 }
 
 /// The version cairn reports (a 3.6-style version so clients' version checks pass).

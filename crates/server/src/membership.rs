@@ -81,6 +81,33 @@ impl Membership {
         self.members.values().filter(|m| !m.is_learner)
     }
 
+    /// Voters that have started: published their name (etcd's IsStarted). A member added but never run has not.
+    fn started_voters(&self) -> usize {
+        self.voters().filter(|m| !m.name.is_empty()).count()
+    }
+
+    /// etcd's IsReadyToAddVotingMember: with the new voter counted (not started), the started voters still make
+    /// a quorum. A lone started voter may always add a second (etcd's restore-a-cluster case).
+    pub fn ready_to_add_voter(&self) -> bool {
+        let members = self.voters().count() + 1;
+        let started = self.started_voters();
+        (started == 1 && members == 2) || started >= quorum(members)
+    }
+
+    /// etcd's IsReadyToRemoveVotingMember: without voter `id`, the started voters still make a quorum.
+    pub fn ready_to_remove_voter(&self, id: u64) -> bool {
+        let rest = self.voters().filter(|m| m.id != id);
+        let (members, started) = rest.fold((0, 0), |(n, s), m| (n + 1, s + usize::from(!m.name.is_empty())));
+        started >= quorum(members)
+    }
+
+    /// etcd's IsReadyToPromoteMember: with the learner counted as a started voter, the started voters make a
+    /// quorum.
+    pub fn ready_to_promote(&self) -> bool {
+        let members = self.voters().count() + 1;
+        self.started_voters() + 1 >= quorum(members)
+    }
+
     /// The member owning any of `urls` as a peer URL, other than `except`.
     pub fn peer_url_owner(&self, urls: &[String], except: u64) -> Option<u64> {
         self.members
@@ -118,6 +145,11 @@ impl Membership {
             }
         }
     }
+}
+
+/// A majority of `voters`.
+fn quorum(voters: usize) -> usize {
+    voters / 2 + 1
 }
 
 /// Takes what `from` says (empty fields say nothing): MemberUpdate sends only peer URLs, a member publishing
@@ -212,6 +244,36 @@ mod tests {
         ms.apply(&ConfChange { change_type: ConfChangeType::RemoveNode, node_id: 2, context: vec![] });
         assert!(ms.removed.contains(&2) && !ms.members.contains_key(&2));
         assert_eq!(ms.apply(&add), None, "a removed id never comes back");
+    }
+
+    #[test]
+    fn readiness_counts_started_voters_as_etcd() {
+        let unstarted = |id: u64| Member { id, ..Member::default() };
+        let learner = |id: u64| Member { is_learner: true, ..member(id, "l", "http://l:1") };
+        // One started voter may add a second; a second unstarted voter blocks a third.
+        let mut ms = Membership::from_members([member(1, "n1", "http://a:1")]);
+        assert!(ms.ready_to_add_voter() && ms.ready_to_promote());
+        ms.members.insert(2, unstarted(2));
+        assert!(!ms.ready_to_add_voter(), "3 voters, 1 started: no quorum");
+        assert!(ms.ready_to_promote(), "the learner counts as started: 2 of 3");
+        assert!(ms.ready_to_remove_voter(2), "without the unstarted voter, 1 of 1");
+        assert!(!ms.ready_to_remove_voter(1), "without the started voter, 0 of 1");
+        // Three started voters, two never started: removing a started one leaves 2 of 4.
+        let mut ms = Membership::from_members([
+            member(1, "n1", "http://a:1"),
+            member(2, "n2", "http://b:1"),
+            member(3, "n3", "http://c:1"),
+            unstarted(4),
+            unstarted(5),
+            learner(6),
+        ]);
+        assert!(!ms.ready_to_remove_voter(1));
+        assert!(ms.ready_to_remove_voter(4), "3 of 4 started");
+        assert!(!ms.ready_to_add_voter(), "3 of 6 started");
+        assert!(ms.ready_to_promote(), "4 of 6");
+        ms.members.remove(&5);
+        assert!(ms.ready_to_add_voter(), "3 of 5, learners not counted");
+        assert!(ms.ready_to_remove_voter(6), "a learner is not among the voters");
     }
 
     #[test]

@@ -82,6 +82,8 @@ pub async fn run(cfg: Config) -> Result<(), ServerError> {
         max_txn_ops: cfg.max_txn_ops as usize,
         quota_bytes: cfg.quota_bytes(),
         request_timeout: Duration::from_secs(5) + 2 * Duration::from_millis(cfg.election_timeout),
+        strict_reconfig_check: cfg.strict_reconfig_check,
+        peers: Arc::clone(&peer_ctx.activity),
     });
 
     let ticker_tx = tx.clone();

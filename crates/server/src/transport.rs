@@ -1,8 +1,10 @@
 //! The peer transport: raft messages between members over gRPC (`cairnpb.Raft`, proto/cairn/cairn.proto).
 //!
-//! Sending: one task per peer owns a bounded queue and a long-lived `Send` stream; it batches whatever is
-//! queued into one `MessageBatch`, and on any failure reports the peer unreachable to raft, backs off and
-//! reconnects. The node loop never waits on the network: it hands messages over with `try_send`, and a full
+//! Sending: one task per peer owns a bounded queue and a long-lived `Send` stream, opened as soon as the peer is
+//! known (as etcd's rafthttp keeps a stream to every peer); it batches whatever is queued into one
+//! `MessageBatch`, and on any failure reports the peer unreachable to raft, backs off and reconnects. Since when
+//! each peer's stream has been up is kept in [`PeerActivity`] (etcd's ActiveSince), for the strict
+//! reconfiguration checks. The node loop never waits on the network: it hands messages over with `try_send`, and a full
 //! queue drops the message and reports the peer unreachable, as etcd's transport does. Snapshots (`MsgSnap`)
 //! go on their own `SendSnapshot` stream: a consistent copy of the backend in checksummed chunks, after which
 //! raft is told whether the send worked (`report_snapshot`).
@@ -18,8 +20,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use cairn_api::cairnpb::raft_client::RaftClient;
 use cairn_api::cairnpb::raft_server::Raft;
@@ -80,6 +82,33 @@ pub struct PeerContext {
     /// Where snapshots are staged (sent and received): the backend's directory.
     pub snap_dir: PathBuf,
     pub faults: Faults,
+    /// Since when each peer's stream has been up.
+    pub activity: Arc<PeerActivity>,
+}
+
+/// Since when each peer has been connected (etcd's rafthttp ActiveSince): set when its sender's stream comes
+/// up, cleared when the stream ends. Written only on connect and disconnect, read by membership changes: a
+/// plain mutex over a small map is cheap for both.
+#[derive(Debug, Default)]
+pub struct PeerActivity(Mutex<HashMap<u64, Instant>>);
+
+impl PeerActivity {
+    /// When the current connection to `id` came up; None while it is down (or was never up).
+    pub fn active_since(&self, id: u64) -> Option<Instant> {
+        self.0.lock().ok()?.get(&id).copied()
+    }
+
+    fn activate(&self, id: u64) {
+        if let Ok(mut m) = self.0.lock() {
+            m.entry(id).or_insert_with(Instant::now);
+        }
+    }
+
+    fn deactivate(&self, id: u64) {
+        if let Ok(mut m) = self.0.lock() {
+            m.remove(&id);
+        }
+    }
 }
 
 /// The test hook: whether this member is cut off from its peers.
@@ -154,6 +183,7 @@ impl Transport {
             let keep = membership.members.get(id).is_some_and(|m| m.peer_ur_ls == p.urls);
             if !keep {
                 p.task.abort();
+                self.ctx.activity.deactivate(*id);
             }
             keep
         });
@@ -247,18 +277,21 @@ fn receiver_stream<T>(rx: mpsc::Receiver<T>) -> ReceiverStream<T> {
     ReceiverStream(rx)
 }
 
-/// One peer's sender: connect, stream batches until something fails, report, back off, reconnect.
+/// One peer's sender: connect, stream batches until something fails, report, back off, reconnect. It connects
+/// without waiting for a message, so a member knows which peers are up even when raft has nothing to send them
+/// (a follower sends nothing to the other followers).
 async fn run_peer(id: u64, urls: Vec<String>, mut queue: mpsc::Receiver<Message>, ctx: PeerContext) {
     let mut backoff = MIN_BACKOFF;
     let mut attempt = 0usize;
-    // Connect only once there is something to send: a peer nobody talks to costs nothing.
-    let Some(mut first) = queue.recv().await else { return };
     loop {
         let url = &urls[attempt % urls.len()];
         match connect(url).await {
             Ok(channel) => {
                 backoff = MIN_BACKOFF;
-                match stream_batches(channel, first, &mut queue, &ctx).await {
+                ctx.activity.activate(id);
+                let end = stream_batches(channel, &mut queue, &ctx).await;
+                ctx.activity.deactivate(id);
+                match end {
                     StreamEnd::Failed(why) => {
                         tracing::debug!(peer = format!("{id:x}"), %url, %why, "peer stream ended");
                     }
@@ -279,9 +312,8 @@ async fn run_peer(id: u64, urls: Vec<String>, mut queue: mpsc::Receiver<Message>
         backoff = (backoff * 2).min(MAX_BACKOFF);
         // What piled up while the peer was away is stale: raft resends what still matters.
         while queue.try_recv().is_ok() {}
-        match queue.recv().await {
-            Some(m) => first = m,
-            None => return,
+        if queue.is_closed() {
+            return;
         }
     }
 }
@@ -289,7 +321,6 @@ async fn run_peer(id: u64, urls: Vec<String>, mut queue: mpsc::Receiver<Message>
 /// Streams batches until the stream fails or the queue closes.
 async fn stream_batches(
     channel: Channel,
-    first: Message,
     queue: &mut mpsc::Receiver<Message>,
     ctx: &PeerContext,
 ) -> StreamEnd {
@@ -297,16 +328,12 @@ async fn stream_batches(
     let (tx, rx) = mpsc::channel::<MessageBatch>(16);
     let call = client.send(receiver_stream(rx));
     tokio::pin!(call);
-    let mut next = Some(first);
     loop {
-        let m = match next.take() {
-            Some(m) => m,
-            None => tokio::select! {
-                r = &mut call => return ended(r),
-                m = queue.recv() => match m {
-                    Some(m) => m,
-                    None => return StreamEnd::Closed,
-                },
+        let m = tokio::select! {
+            r = &mut call => return ended(r),
+            m = queue.recv() => match m {
+                Some(m) => m,
+                None => return StreamEnd::Closed,
             },
         };
         let mut bytes = approx_size(&m);

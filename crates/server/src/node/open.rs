@@ -198,6 +198,7 @@ pub fn start(setup: NodeSetup, store: Arc<Store>) -> Result<Started, ServerError
         store,
         snap_dir,
         faults: Faults::from_env(&runtime),
+        activity: Arc::default(),
     };
     let mut transport = Transport::new(peer_ctx.clone(), runtime);
     transport.set_peers(&membership);

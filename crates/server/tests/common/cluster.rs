@@ -1,5 +1,5 @@
-//! A multi-member harness: N real `cairn` processes on free loopback ports, each in its own data dir, killed
-//! when the cluster drops (also when a test panics). Faults per member: kill -9, restart, pause (SIGSTOP) and
+//! A multi-member harness: N real `cairn` (or `etcd`) processes on free loopback ports, each in its own data
+//! dir, killed when the cluster drops (also when a test panics). Faults per member: kill -9, restart, pause (SIGSTOP) and
 //! resume, and a network partition through the transport's fault hook (`CAIRN_FAULT_FILE`).
 
 #![allow(dead_code, clippy::unwrap_used)] // shared by several test binaries, each using part of it
@@ -14,9 +14,10 @@ use cairn_api::etcdserverpb::{Member as PbMember, MemberListRequest, StatusReque
 use cairn_client::{Client, ConnectOptions, GetOptions};
 use tonic::transport::Channel;
 
-use crate::common::free_port;
+use crate::common::{free_port, Kind, Server};
 
 pub struct Member {
+    kind: Kind,
     pub name: String,
     pub client_port: u16,
     pub peer_port: u16,
@@ -53,7 +54,7 @@ impl Member {
     fn spawn(&mut self) {
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("server.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        let child = Command::new(Server::binary(self.kind))
             .arg(format!("--name={}", self.name))
             .arg(format!("--data-dir={}", self.dir.join("data").display()))
             .arg(format!("--listen-client-urls={}", self.client_url()))
@@ -90,6 +91,7 @@ impl Member {
 }
 
 pub struct Cluster {
+    kind: Kind,
     _tmp: tempfile::TempDir,
     pub members: Vec<Member>,
     extra: Vec<String>,
@@ -113,8 +115,13 @@ pub fn quick() -> ConnectOptions {
 }
 
 impl Cluster {
-    /// Starts `n` members of a new cluster (names n1..nN) with extra flags for each.
+    /// Starts `n` cairn members of a new cluster (names n1..nN) with extra flags for each.
     pub fn start(n: usize, extra: &[&str]) -> Cluster {
+        Self::start_kind(Kind::Cairn, n, extra)
+    }
+
+    /// Starts `n` members of `kind` (cairn or etcd) of a new cluster (names n1..nN) with extra flags for each.
+    pub fn start_kind(kind: Kind, n: usize, extra: &[&str]) -> Cluster {
         let tmp = tempfile::tempdir().unwrap();
         let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
         let mut members: Vec<Member> = (1..=n)
@@ -122,6 +129,7 @@ impl Cluster {
                 let dir = tmp.path().join(format!("n{i}"));
                 std::fs::create_dir_all(&dir).unwrap();
                 Member {
+                    kind,
                     name: format!("n{i}"),
                     client_port: free_port(),
                     peer_port: free_port(),
@@ -139,7 +147,7 @@ impl Cluster {
             m.initial_cluster = initial.join(",");
             m.spawn();
         }
-        Cluster { _tmp: tmp, members, extra }
+        Cluster { kind, _tmp: tmp, members, extra }
     }
 
     /// Prepares (does not start) a member to join with `--initial-cluster-state existing`.
@@ -147,6 +155,7 @@ impl Cluster {
         let dir = self._tmp.path().join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let mut m = Member {
+            kind: self.kind,
             name: name.to_owned(),
             client_port: free_port(),
             peer_port: free_port(),

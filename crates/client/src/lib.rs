@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //! - [`Client`]: connection to one of several endpoints with failover, per-request timeout, auth token, TLS
-//!   and keepalive ([`Transport`]).
+//!   and keepalive ([`Transport`]); `skip_verify`: the certificate verifier of `--insecure-skip-tls-verify`.
 //! - [`options`]: clientv3-style options ([`GetOptions`], [`PutOptions`], [`DeleteOptions`]) and [`Txn`].
 //! - [`rpc`]: one typed method per unary RPC of Lease, Cluster, Maintenance, Auth, Lock and Election.
 //! - [`stream`]: watch and lease keep-alive streams ([`stream::Duplex`]), snapshot and observe
@@ -14,6 +14,7 @@
 
 pub mod options;
 pub mod rpc;
+mod skip_verify;
 pub mod stream;
 
 use std::sync::{Arc, RwLock};
@@ -92,26 +93,39 @@ impl Default for ConnectOptions {
     }
 }
 
-/// TLS for the connection (etcdctl's `--cacert`, `--cert`, `--key`): endpoints without a scheme become
-/// `https://`. Without a CA bundle no server certificate is trusted: there is no system root store.
+/// TLS for the connection (etcdctl's `--cacert`, `--cert`, `--key`, `--insecure-skip-tls-verify`): endpoints
+/// without a scheme become `https://`. Without a CA bundle no server certificate is trusted: there is no system
+/// root store.
 #[derive(Debug, Clone, Default)]
 pub struct TlsOptions {
     /// PEM CA bundle that signs the servers' certificates.
     pub ca_pem: Option<Vec<u8>>,
     /// PEM client certificate and key, for servers that check client certificates.
     pub identity: Option<(Vec<u8>, Vec<u8>)>,
+    /// Accept any server certificate (Go's `InsecureSkipVerify`): the handshake's signatures are still checked,
+    /// the certificate's chain and name are not. For tests only, as etcdctl warns.
+    pub skip_verify: bool,
 }
 
 impl TlsOptions {
-    fn config(&self) -> tonic::transport::ClientTlsConfig {
+    fn config(&self, with_ca: bool) -> tonic::transport::ClientTlsConfig {
         let mut c = tonic::transport::ClientTlsConfig::new();
-        if let Some(ca) = &self.ca_pem {
+        if let Some(ca) = self.ca_pem.as_ref().filter(|_| with_ca) {
             c = c.ca_certificate(tonic::transport::Certificate::from_pem(ca));
         }
         if let Some((cert, key)) = &self.identity {
             c = c.identity(tonic::transport::Identity::from_pem(cert, key));
         }
         c
+    }
+
+    fn apply(&self, endpoint: Endpoint) -> std::result::Result<Endpoint, tonic::transport::Error> {
+        if self.skip_verify {
+            endpoint
+                .tls_config_with_verifier(self.config(false), Arc::new(skip_verify::AnyCertificate::new()))
+        } else {
+            endpoint.tls_config(self.config(true))
+        }
     }
 }
 
@@ -222,7 +236,7 @@ impl Client {
                     .keep_alive_while_idle(true);
             }
             if let Some(t) = &transport.tls {
-                endpoint = endpoint.tls_config(t.config()).map_err(|e| ClientError::Unreachable {
+                endpoint = t.apply(endpoint).map_err(|e| ClientError::Unreachable {
                     endpoints: endpoints.to_vec(),
                     last: e.to_string(),
                 })?;

@@ -37,7 +37,9 @@ fn duration_flag(name: &str, value: &str) -> Result<Duration> {
     })
 }
 
-/// The TLS settings the flags ask for, files checked and read as etcdctl does before dialing.
+/// The TLS settings the flags ask for, files checked and read as etcdctl does before dialing. As etcdctl's:
+/// TLS when a certificate, key or CA bundle is given or `--insecure-transport=false`, and
+/// `--insecure-skip-tls-verify` only relaxes that TLS (alone it changes nothing).
 fn tls_options(g: &Global) -> Result<Option<TlsOptions>> {
     if g.cert.is_some() != g.key.is_some() {
         return Err(CtlError::bad_args(format!(
@@ -59,10 +61,10 @@ fn tls_options(g: &Global) -> Result<Option<TlsOptions>> {
     let cert = g.cert.as_ref().map(read).transpose()?;
     let key = g.key.as_ref().map(read).transpose()?;
     let ca_pem = g.cacert.as_ref().map(read).transpose()?;
-    if cert.is_none() && ca_pem.is_none() && g.insecure_transport && !g.insecure_skip_tls_verify {
+    if cert.is_none() && ca_pem.is_none() && g.insecure_transport {
         return Ok(None);
     }
-    Ok(Some(TlsOptions { ca_pem, identity: cert.zip(key) }))
+    Ok(Some(TlsOptions { ca_pem, identity: cert.zip(key), skip_verify: g.insecure_skip_tls_verify }))
 }
 
 impl Ctx {
@@ -207,7 +209,9 @@ impl Ctx {
             }
             other => ("Unknown", client_message(other)),
         };
-        let endpoint = self.global.endpoints.first().cloned().unwrap_or_default();
+        // clientv3's balancer target names the endpoint without its scheme.
+        let first = self.global.endpoints.first().map_or("", String::as_str);
+        let endpoint = first.split_once("://").map_or(first, |(_, rest)| rest);
         let line = format!(
             "{{\"level\":\"warn\",\"ts\":\"{}\",\"caller\":\"clientv3/retry_interceptor.go:62\",\"msg\":\"retrying of unary invoker failed\",\"target\":\"endpoint://client-{}/{}\",\"attempt\":0,\"error\":{}}}\n",
             log_timestamp(true),

@@ -315,6 +315,13 @@ fn tls_script() -> Vec<Step> {
         run(&format!("--cacert {ca} --cert {cert} get a")),
         run(&format!("--cacert {ca}.missing get a")),
         run("--dial-timeout=300ms --command-timeout=1s get a"),
+        // --insecure-skip-tls-verify: TLS without checking the server's certificate, but only when TLS is on
+        // (a certificate flag or --insecure-transport=false); alone it changes nothing.
+        run("--insecure-transport=false --insecure-skip-tls-verify put s v"),
+        run(&format!("--cert {cert} --key {key} --insecure-skip-tls-verify -w json get s")),
+        run("--insecure-transport=false --dial-timeout=300ms --command-timeout=1s get s"),
+        run("--endpoints https://{EP} --insecure-skip-tls-verify --dial-timeout=300ms --command-timeout=1s get s"),
+        run("--insecure-skip-tls-verify --dial-timeout=300ms --command-timeout=1s get s"),
     ]
 }
 

@@ -223,14 +223,9 @@ impl Ctx {
     }
 }
 
-/// Reads a password for `--user name` without one (etcdctl prompts on the terminal).
+/// Reads a password for `--user name` without one, as etcdctl prompts for it.
 fn prompt_password() -> Result<String> {
-    eprint!("Password: ");
-    let mut line = String::new();
-    std::io::stdin()
-        .read_line(&mut line)
-        .map_err(|e| CtlError::bad_args(format!("failed to read password: {e}")))?;
-    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
+    crate::prompt::ask("Password: ").map_err(|e| CtlError::new(ExitCode::Error, e))
 }
 
 /// A random id in a UUID's shape (only printed in log lines).

@@ -10,6 +10,7 @@
 //!   concurrency, mirror, check).
 //! - [`boltdb`]: a read-only walk of etcd's bolt snapshot files for `snapshot status` and `snapshot restore`.
 //! - [`gofmt`], [`gojson`]: Go's `%q`, durations, go-humanize and encoding/json rules the output relies on.
+//! - [`prompt`]: password prompts without echo, as etcdctl's (stty on stdin).
 //! - [`usage`]: etcdctl's usage text, printed when flags do not parse.
 //! - [`error`]: [`error::CtlError`] and etcdctl's exit codes.
 //!
@@ -26,6 +27,7 @@ mod error;
 mod gofmt;
 mod gojson;
 mod printer;
+mod prompt;
 mod usage;
 
 use std::io::Write;

@@ -304,6 +304,31 @@ fn maintenance_commands_match_etcdctl_on_etcd() {
     }
 }
 
+/// Passwords asked for (user add, user passwd, `--user` without one) read from a pipe, as etcdctl's prompts read
+/// them without a terminal: prompts and a newline on stdout, stty's complaint on stderr.
+fn password_script() -> Vec<Step> {
+    vec![
+        run_in("user add u1", "pw1\npw1\n"),
+        run_in("user add u2", ""),
+        run_in("user add u3", "a\nb\n"),
+        run_in("user passwd u1", "pw2\npw2\n"),
+        run_in("user passwd u1 --interactive=false", "pw3 ignored\n"),
+        run("user add root:rootpw"),
+        run("auth enable"),
+        run_in("--user root put k v", "rootpw\n"),
+        run_in("--user u1 get k", "pw3\n"),
+        run_in("--user root get k", "wrong\n"),
+        run("--user root:rootpw auth disable"),
+    ]
+}
+
+#[test]
+fn password_prompts_match_etcdctl_on_etcd() {
+    if common::etcd_available("password_prompts_match_etcdctl_on_etcd") {
+        compare(Kind::Etcd, &password_script());
+    }
+}
+
 /// TLS flags against an etcd serving https with the test certificate.
 fn tls_script() -> Vec<Step> {
     let ca = common::tls_file("ca.pem");

@@ -68,16 +68,27 @@ pub async fn auth(ctx: &mut Ctx, c: AuthCommand) -> Result<()> {
     Ok(())
 }
 
-/// Reads a password: from stdin with `--interactive=false`, else with a prompt.
+/// Reads a password: the first word of stdin with `--interactive=false`, else asked twice without echo
+/// (etcdctl's readPasswordInteractive).
 fn read_password(user: &str, interactive: bool) -> Result<String> {
-    let mut line = String::new();
-    if interactive {
-        eprint!("Password of {user}: ");
+    if !interactive {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| CtlError::bad_args(format!("failed to read password: {e}")))?;
+        return Ok(line.split_whitespace().next().unwrap_or_default().to_owned());
     }
-    std::io::stdin()
-        .read_line(&mut line)
-        .map_err(|e| CtlError::bad_args(format!("failed to read password: {e}")))?;
-    Ok(line.split_whitespace().next().unwrap_or_default().to_owned())
+    let ask = |prompt: String| {
+        crate::prompt::ask(&prompt).map_err(|e| CtlError::bad_args(format!("failed to ask password: {e}")))
+    };
+    let password = ask(format!("Password of {user}: "))?;
+    if password.is_empty() {
+        return Err(CtlError::bad_args("empty password"));
+    }
+    if ask(format!("Type password of {user} again for confirmation: "))? != password {
+        return Err(CtlError::bad_args("given passwords are different"));
+    }
+    Ok(password)
 }
 
 pub async fn user(ctx: &mut Ctx, c: UserCommand) -> Result<()> {

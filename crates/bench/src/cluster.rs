@@ -1,14 +1,19 @@
 //! Throw-away local clusters for `compare`: 1 or 3 processes of one server binary (cairn or etcd) with etcd's flags,
 //! on free loopback ports, in a temp dir under the chosen root. Every process is killed and the dir removed when
-//! the cluster is dropped, also when a workload fails.
+//! the cluster is dropped, also when a workload fails. A cluster whose member lost a port to another process before
+//! binding it starts again on new ports (the port picking and that check are the test harnesses' own).
 
-use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use cairn_client::{Client, ConnectOptions, GetOptions};
+
+#[path = "../../server/tests/common/launch.rs"]
+mod launch;
+
+use launch::{free_port, Launch, Spawned};
 
 /// One member process.
 #[derive(Debug)]
@@ -16,6 +21,8 @@ struct Member {
     name: String,
     child: Child,
     client_url: String,
+    /// Client and peer port.
+    ports: [u16; 2],
 }
 
 #[derive(Debug)]
@@ -29,23 +36,43 @@ pub fn initial_cluster(peer_urls: &[String]) -> String {
     peer_urls.iter().enumerate().map(|(i, url)| format!("m{i}={url}")).collect::<Vec<_>>().join(",")
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 impl Cluster {
-    /// Starts `size` members of `bin`; they are not ready yet (see [`Cluster::wait_ready`]).
+    /// Starts `size` members of `bin`, listening on their ports; they are not ready yet (see
+    /// [`Cluster::wait_ready`]).
     pub fn start(bin: &Path, root: &Path, size: usize) -> anyhow::Result<Cluster> {
-        let dir = tempfile::Builder::new().prefix("cairn-bench-").tempdir_in(root)?;
-        let mut client_urls = Vec::with_capacity(size);
-        let mut peer_urls = Vec::with_capacity(size);
-        for _ in 0..size {
-            client_urls.push(format!("http://127.0.0.1:{}", free_port()?));
-            peer_urls.push(format!("http://127.0.0.1:{}", free_port()?));
+        let mut attempt = 1;
+        loop {
+            let mut cluster = Self::spawn(bin, root, size)?;
+            if attempt == launch::ATTEMPTS || cluster.listening() != Launch::PortTaken {
+                return Ok(cluster);
+            }
+            // Dropped: its processes are gone, its dir removed.
+            attempt += 1;
         }
+    }
+
+    /// Waits until every member listens on its ports, or one exited.
+    fn listening(&mut self) -> Launch {
+        let logs: Vec<PathBuf> =
+            self.members.iter().map(|m| self.dir.path().join(format!("{}.log", m.name))).collect();
+        let mut spawned: Vec<Spawned<'_>> = self
+            .members
+            .iter_mut()
+            .zip(&logs)
+            .map(|(m, log)| Spawned { child: &mut m.child, ports: m.ports.to_vec(), log })
+            .collect();
+        launch::wait_listening(&mut spawned, Duration::from_secs(20))
+    }
+
+    fn spawn(bin: &Path, root: &Path, size: usize) -> anyhow::Result<Cluster> {
+        let dir = tempfile::Builder::new().prefix("cairn-bench-").tempdir_in(root)?;
+        let ports: Vec<[u16; 2]> = (0..size).map(|_| [free_port(), free_port()]).collect();
+        let peer_urls: Vec<String> =
+            ports.iter().map(|[_, peer]| format!("http://127.0.0.1:{peer}")).collect();
         let initial = initial_cluster(&peer_urls);
         let mut cluster = Cluster { members: Vec::with_capacity(size), dir };
-        for (i, (client_url, peer_url)) in client_urls.into_iter().zip(&peer_urls).enumerate() {
+        for (i, (&ports, peer_url)) in ports.iter().zip(&peer_urls).enumerate() {
+            let client_url = format!("http://127.0.0.1:{}", ports[0]);
             let name = format!("m{i}");
             let log = std::fs::File::create(cluster.dir.path().join(format!("{name}.log")))?;
             let child = Command::new(bin)
@@ -63,7 +90,7 @@ impl Cluster {
                 .spawn()
                 .with_context(|| format!("starting {}", bin.display()))?;
             // Pushed at once, so a failure starting a later member still kills this one.
-            cluster.members.push(Member { name, child, client_url });
+            cluster.members.push(Member { name, child, client_url, ports });
         }
         Ok(cluster)
     }

@@ -1,7 +1,12 @@
-//! --strict-reconfig-check, on cairn and on a real etcd 3-member cluster with the same assertions: membership
-//! changes that could cost the cluster its quorum are refused with etcd's errors ("unhealthy cluster" while
-//! peers are down, "not enough started members" while voters were added but never started), and pass the
-//! check with --strict-reconfig-check=false.
+//! Membership changes on cairn and on a real etcd 3-member cluster, with the same assertions.
+//!
+//! --strict-reconfig-check: changes that could cost the cluster its quorum are refused with etcd's errors
+//! ("unhealthy cluster" while peers are down, "not enough started members" while voters were added but never
+//! started), and pass the check with --strict-reconfig-check=false.
+//!
+//! A change proposed while another is pending: raft drops it (an empty entry takes its place), so it is never
+//! applied and its caller is answered "request timed out", as etcd does (etcd when the client's deadline
+//! passes, cairn after its request timeout).
 
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
 
@@ -11,6 +16,7 @@ mod harness;
 
 use std::time::{Duration, Instant};
 
+use cairn_api::etcdserverpb::cluster_client::ClusterClient;
 use cairn_api::etcdserverpb::{MemberAddRequest, MemberRemoveRequest};
 use common::{Kind, Server};
 use harness::Cluster;
@@ -124,6 +130,67 @@ async fn unstarted_voters_leave_not_enough_started_members(kind: Kind) {
     // A voter that never started may go: the started ones keep their quorum.
     let left = cluster.cluster_client(0).await.member_remove(MemberRemoveRequest { id: d }).await.unwrap();
     assert_eq!(left.into_inner().members.len(), 4);
+}
+
+/// Two additions at once, while the followers are paused so the first cannot commit yet: one is applied, the
+/// other dropped.
+async fn a_change_proposed_while_another_is_pending_is_dropped(kind: Kind) {
+    let extra = ["--strict-reconfig-check=false", "--election-timeout=3000"];
+    let mut cluster = Cluster::start_kind(kind, 3, &extra);
+    let leader = cluster.wait_leader().await;
+    cluster.wait_published(leader, 3).await;
+    // etcd answers when the client's deadline passes; cairn after its request timeout (5 s + 2 elections).
+    let deadline = if kind == Kind::Etcd { Duration::from_secs(6) } else { Duration::from_secs(20) };
+    let channel = tonic::transport::Endpoint::from_shared(cluster.members[leader].client_url())
+        .unwrap()
+        .timeout(deadline)
+        .connect()
+        .await
+        .unwrap();
+    let urls = [unused_peer_url(), unused_peer_url()];
+    let followers: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    for &f in &followers {
+        cluster.pause(f);
+    }
+    let mut calls = Vec::new();
+    for url in &urls {
+        let (mut cc, req) = (ClusterClient::new(channel.clone()), add(url, false));
+        calls.push(tokio::spawn(async move { cc.member_add(req).await }));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Well within the election timeout: the leader keeps leading.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for &f in &followers {
+        cluster.resume(f);
+    }
+    let mut answers = Vec::new();
+    for call in calls {
+        answers.push(call.await.unwrap());
+    }
+    let (applied, dropped) = match (&answers[0], &answers[1]) {
+        (Ok(_), Err(e)) => (0, e),
+        (Err(e), Ok(_)) => (1, e),
+        other => panic!("{kind:?}: one change applied and one dropped, not {other:?}\n{}", cluster.logs()),
+    };
+    let by_server = dropped.message() == "etcdserver: request timed out";
+    let by_deadline =
+        kind == Kind::Etcd && matches!(dropped.code(), Code::Cancelled | Code::DeadlineExceeded);
+    assert!(by_server || by_deadline, "{kind:?}: {dropped:?}");
+    let list = cluster.member_list(leader).await;
+    let has = |url: &String| list.iter().any(|m| m.peer_ur_ls.contains(url));
+    assert!(has(&urls[applied]) && !has(&urls[1 - applied]), "{kind:?}: {list:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_proposed_while_another_is_pending_is_dropped_on_cairn() {
+    a_change_proposed_while_another_is_pending_is_dropped(Kind::Cairn).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_proposed_while_another_is_pending_is_dropped_on_etcd() {
+    if Server::etcd_available("a_change_proposed_while_another_is_pending_is_dropped_on_etcd") {
+        a_change_proposed_while_another_is_pending_is_dropped(Kind::Etcd).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,16 +5,17 @@
 
 #![allow(dead_code, clippy::unwrap_used)] // shared by several test binaries, each using part of it
 
+#[path = "../../../server/tests/common/launch.rs"]
+pub mod launch;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+pub use launch::free_port;
+use launch::{Launch, Spawned};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -74,6 +75,13 @@ impl Server {
 
     /// As [`Server::start`]; with `tls` the client URL is https with the test certificate.
     pub fn start_with(kind: Kind, client_port: u16, peer_port: u16, tls: bool) -> Server {
+        Self::try_start_with(kind, client_port, peer_port, tls)
+            .unwrap_or_else(|| panic!("port {client_port} or {peer_port} was taken by another process"))
+    }
+
+    /// As [`Server::start_with`]; None if another process took one of the ports before the server bound it
+    /// (the caller picks new ports and starts again).
+    pub fn try_start_with(kind: Kind, client_port: u16, peer_port: u16, tls: bool) -> Option<Server> {
         let dir = tempfile::tempdir().unwrap();
         let binary = match kind {
             Kind::Etcd => PathBuf::from("etcd"),
@@ -104,9 +112,16 @@ impl Server {
             .stderr(log)
             .spawn()
             .unwrap();
-        let server = Server { kind, tls, child: Some(child), dir, client_port };
+        let mut server = Server { kind, tls, child: Some(child), dir, client_port };
+        let log = server.dir.path().join("server.log");
+        if let Some(child) = server.child.as_mut() {
+            let spawned = Spawned { child, ports: vec![client_port, peer_port], log: &log };
+            if launch::wait_listening(&mut [spawned], Duration::from_secs(20)) == Launch::PortTaken {
+                return None;
+            }
+        }
         server.wait_ready();
-        server
+        Some(server)
     }
 
     pub fn endpoint(&self) -> String {
@@ -471,17 +486,7 @@ pub fn compare(kind: Kind, script: &[Step]) {
 
 /// As [`compare`], the server listening with TLS when `tls` is set.
 pub fn compare_with(kind: Kind, tls: bool, script: &[Step]) {
-    let (client_port, peer_port) = (free_port(), free_port());
-    let mut transcripts = Vec::new();
-    for tool in [Tool::Etcdctl, Tool::Cairnctl] {
-        let server = Server::start_with(kind, client_port, peer_port, tls);
-        let mut session = Session::new(tool, &server.endpoint());
-        for step in script {
-            session.step(step);
-        }
-        drop(server);
-        transcripts.push(session.transcript);
-    }
+    let transcripts = transcripts(kind, tls, script);
     let (want, got) = (&transcripts[0], &transcripts[1]);
     let mut failures = Vec::new();
     for (w, g) in want.iter().zip(got) {
@@ -490,6 +495,28 @@ pub fn compare_with(kind: Kind, tls: bool, script: &[Step]) {
         }
     }
     assert!(failures.is_empty(), "{} step(s) differ on {kind:?}:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// The transcripts of `script` through etcdctl and cairnctl, on servers at the same ports. Both runs start
+/// again on new ports if either server lost a port to another process (bounded).
+fn transcripts(kind: Kind, tls: bool, script: &[Step]) -> Vec<Vec<String>> {
+    for _ in 0..launch::ATTEMPTS {
+        let (client_port, peer_port) = (free_port(), free_port());
+        let mut transcripts = Vec::new();
+        for tool in [Tool::Etcdctl, Tool::Cairnctl] {
+            let Some(server) = Server::try_start_with(kind, client_port, peer_port, tls) else { break };
+            let mut session = Session::new(tool, &server.endpoint());
+            for step in script {
+                session.step(step);
+            }
+            drop(server);
+            transcripts.push(session.transcript);
+        }
+        if transcripts.len() == 2 {
+            return transcripts;
+        }
+    }
+    panic!("no pair of free ports held in {} attempts", launch::ATTEMPTS);
 }
 
 #[test]

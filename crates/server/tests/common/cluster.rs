@@ -14,6 +14,7 @@ use cairn_api::etcdserverpb::{Member as PbMember, MemberListRequest, StatusReque
 use cairn_client::{Client, ConnectOptions, GetOptions};
 use tonic::transport::Channel;
 
+use crate::common::launch::{self, Launch, Spawned};
 use crate::common::{free_port, Kind, Server};
 
 pub struct Member {
@@ -90,6 +91,20 @@ impl Member {
     }
 }
 
+/// Waits until every started member listens on its ports, or one exited.
+fn listening(members: &mut [Member]) -> Launch {
+    let logs: Vec<PathBuf> = members.iter().map(|m| m.dir.join("server.log")).collect();
+    let mut spawned: Vec<Spawned<'_>> = members
+        .iter_mut()
+        .zip(&logs)
+        .filter_map(|(m, log)| {
+            let ports = vec![m.client_port, m.peer_port];
+            m.child.as_mut().map(|child| Spawned { child, ports, log })
+        })
+        .collect();
+    launch::wait_listening(&mut spawned, Duration::from_secs(20))
+}
+
 pub struct Cluster {
     kind: Kind,
     _tmp: tempfile::TempDir,
@@ -142,10 +157,25 @@ impl Cluster {
                 }
             })
             .collect();
-        let initial: Vec<String> = members.iter().map(|m| format!("{}={}", m.name, m.peer_url())).collect();
-        for m in &mut members {
-            m.initial_cluster = initial.join(",");
-            m.spawn();
+        // A member that lost a port before binding it exits; its peer URL is in everyone's --initial-cluster,
+        // so the whole cluster starts again on new ports, in clean data dirs (bounded).
+        for attempt in 1..=launch::ATTEMPTS {
+            let initial: Vec<String> =
+                members.iter().map(|m| format!("{}={}", m.name, m.peer_url())).collect();
+            for m in &mut members {
+                m.initial_cluster = initial.join(",");
+                m.spawn();
+            }
+            if attempt == launch::ATTEMPTS || listening(&mut members) != Launch::PortTaken {
+                break;
+            }
+            for m in &mut members {
+                m.kill9();
+                let _ = std::fs::remove_dir_all(&m.dir);
+                std::fs::create_dir_all(&m.dir).unwrap();
+                m.client_port = free_port();
+                m.peer_port = free_port();
+            }
         }
         Cluster { kind, _tmp: tmp, members, extra }
     }

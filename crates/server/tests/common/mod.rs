@@ -3,13 +3,20 @@
 
 #![allow(dead_code, clippy::unwrap_used)] // shared by several test binaries, each using part of it
 
+pub mod launch;
+
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cairn_client::{Client, ConnectOptions, GetOptions};
+pub use launch::free_port;
+use launch::{Launch, Spawned};
+
+/// How long a spawned server may take to listen on its ports.
+const LISTEN_LIMIT: Duration = Duration::from_secs(20);
 
 /// SIGKILL: no chance to flush anything. Reaps the process.
 pub fn kill9(child: &mut Option<Child>) {
@@ -32,10 +39,6 @@ pub fn wait_exit(child: &mut Option<Child>, limit: Duration) -> Option<i32> {
         std::thread::sleep(Duration::from_millis(20));
     }
     None
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Which server binary a [`Server`] runs: the tests run the same checks on cairn and on the real etcd.
@@ -71,8 +74,34 @@ impl Server {
             peer_port: free_port(),
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
         };
-        s.spawn();
+        s.launch();
         s
+    }
+
+    /// Spawns the server and waits until it holds its ports; one that lost a port before binding it starts
+    /// again on new ports, with a clean data dir (bounded).
+    fn launch(&mut self) {
+        for _ in 1..launch::ATTEMPTS {
+            self.spawn();
+            if self.wait_listening() != Launch::PortTaken {
+                return;
+            }
+            self.kill9();
+            let _ = std::fs::remove_dir_all(self.dir.join("data"));
+            let _ = std::fs::remove_file(self.dir.join("server.log"));
+            self.client_port = free_port();
+            self.peer_port = free_port();
+        }
+        self.spawn();
+    }
+
+    fn wait_listening(&mut self) -> Launch {
+        let log = self.dir.join("server.log");
+        let ports = vec![self.client_port, self.peer_port];
+        match self.child.as_mut() {
+            Some(child) => launch::wait_listening(&mut [Spawned { child, ports, log: &log }], LISTEN_LIMIT),
+            None => Launch::Exited,
+        }
     }
 
     /// Starts on given ports and data dir (to run etcd and cairn with identical flags one after the other).
@@ -87,6 +116,9 @@ impl Server {
             extra: Vec::new(),
         };
         s.spawn();
+        // The caller chose the ports (to run etcd and cairn alike): a lost port cannot be replaced here.
+        let launched = s.wait_listening();
+        assert_ne!(launched, Launch::PortTaken, "port {client_port} or {peer_port} was taken\n{}", s.log());
         s
     }
 

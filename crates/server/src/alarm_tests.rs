@@ -63,6 +63,10 @@ fn the_quota_flag_reads_as_etcds() {
     assert!(!q.available(700, 300), "size + cost must stay below the quota");
     assert!(q.available(5000, 0), "a request that adds nothing always fits");
     assert!(Quota::new(-5).available(u64::MAX, u64::MAX));
+    // etcd takes a negative quota as a separate argument too.
+    let flags = ["cairn", "--quota-backend-bytes", "-1"];
+    let cfg = <crate::config::Config as clap::Parser>::try_parse_from(flags).unwrap();
+    assert_eq!(Quota::new(cfg.quota_backend_bytes), Quota { limit: None });
 }
 
 #[test]

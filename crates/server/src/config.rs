@@ -61,7 +61,7 @@ pub struct Config {
     )]
     pub snapshot_catchup_entries: u64,
     /// Raise alarms when backend size exceeds the given quota (0 defaults to the low space quota).
-    #[arg(long, env = "ETCD_QUOTA_BACKEND_BYTES", default_value_t = 0)]
+    #[arg(long, env = "ETCD_QUOTA_BACKEND_BYTES", default_value_t = 0, allow_negative_numbers = true)]
     pub quota_backend_bytes: i64,
     /// Maximum client request size in bytes the server will accept.
     #[arg(long, env = "ETCD_MAX_REQUEST_BYTES", default_value_t = 1_572_864)]

@@ -35,7 +35,12 @@ pub(super) fn info(ctx: &mut Ctx, iso: bool, caller: &str, msg: &str, fields: &s
         gojson::string(&log_timestamp(true))
     } else {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        format!("{}.{:07}", now.as_secs(), now.subsec_nanos() / 100)
+        // Go's shortest float: no trailing zeros, no point for a whole second.
+        let fraction = format!("{:07}", now.subsec_nanos() / 100);
+        match fraction.trim_end_matches('0') {
+            "" => now.as_secs().to_string(),
+            f => format!("{}.{f}", now.as_secs()),
+        }
     };
     let line =
         format!("{{\"level\":\"info\",\"ts\":{ts},\"caller\":\"{caller}\",\"msg\":\"{msg}\"{fields}}}\n");

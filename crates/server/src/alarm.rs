@@ -161,8 +161,9 @@ pub struct Alarms {
     applier: AtomicU8,
 }
 
-/// The alarms a backend holds: its `alarm` table's keys are etcd's `AlarmMember` bytes.
-fn load(store: &Store) -> Result<BTreeSet<(i32, u64)>, ServerError> {
+/// The alarms a backend holds: its `alarm` table's keys are etcd's `AlarmMember` bytes. An undecodable key is
+/// reported through `corrupt`.
+fn load(store: &Store, corrupt: fn(String) -> ServerError) -> Result<BTreeSet<(i32, u64)>, ServerError> {
     let tx = store.backend().begin_read()?;
     let mut raised = BTreeSet::new();
     let mut bad = None;
@@ -177,7 +178,7 @@ fn load(store: &Store) -> Result<BTreeSet<(i32, u64)>, ServerError> {
         }
     })?;
     match bad {
-        Some(msg) => Err(ServerError::Startup(msg)),
+        Some(msg) => Err(corrupt(msg)),
         None => Ok(raised),
     }
 }
@@ -185,7 +186,7 @@ fn load(store: &Store) -> Result<BTreeSet<(i32, u64)>, ServerError> {
 impl Alarms {
     /// The alarms the store's backend holds (on start).
     pub fn recover(store: &Store, quota: Quota) -> Result<Alarms, ServerError> {
-        let raised = load(store)?;
+        let raised = load(store, ServerError::Startup)?;
         let applier = Applier::restored(&raised);
         if applier != Applier::Normal {
             tracing::warn!(alarms = ?status_errors(&raised), "starting with alarms raised");
@@ -200,7 +201,7 @@ impl Alarms {
 
     /// Replaces the alarms with those of a newly installed snapshot (etcd's restoreAlarms).
     pub fn reload(&self, store: &Store) -> Result<(), ServerError> {
-        let raised = load(store)?;
+        let raised = load(store, ServerError::Fatal)?;
         self.applier.store(Applier::restored(&raised) as u8, Ordering::SeqCst);
         *self.lock() = raised;
         self.refresh_size(store);

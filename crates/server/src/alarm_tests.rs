@@ -225,3 +225,14 @@ fn a_write_past_the_quota_is_applied_but_answered_nospace() {
     assert_eq!(proposal.id, 12);
     assert_eq!(proposal.request, Some(Request::Alarm(request(AlarmAction::Activate, 9, AlarmType::Nospace))));
 }
+
+#[test]
+fn an_undecodable_alarm_row_stops_the_start_instead_of_being_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir.path().join("db"));
+    let mut batch = store.begin_batch();
+    batch.put_raw(Table::Alarm, vec![0xff, 0xff], Vec::new());
+    batch.commit(true).unwrap();
+    let e = Alarms::recover(&store, Quota::new(0)).unwrap_err().to_string();
+    assert!(e.contains("undecodable alarm table key"), "{e}");
+}

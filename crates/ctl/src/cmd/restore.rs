@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cairn_api::etcdserverpb::Member;
+use cairn_lease::{record_key, LeaseRecord};
 use cairn_mvcc::restore::{rebase, EtcdImport};
 use cairn_mvcc::Store;
 use cairn_storage::wal::{HardState, SnapshotMarker};
@@ -210,7 +211,7 @@ fn import_etcd(bolt_file: &Path, backend: &Backend) -> Result<()> {
     })
     .map_err(bad)?;
     let mut import = EtcdImport::default();
-    let mut leases: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut leases = Vec::new();
     let mut meta_error = None;
     for (name, header) in buckets {
         match name.as_slice() {
@@ -219,7 +220,7 @@ fn import_etcd(bolt_file: &Path, backend: &Backend) -> Result<()> {
                 Ok(())
             }),
             b"lease" => db.each_in(&header, &mut |k, v, _| {
-                leases.push((k.to_vec(), v.to_vec()));
+                leases.push(LeaseRecord::decode_entry(k, v));
                 Ok(())
             }),
             b"meta" => db.each_in(&header, &mut |k, v, _| {
@@ -236,9 +237,12 @@ fn import_etcd(bolt_file: &Path, backend: &Backend) -> Result<()> {
         return Err(fail(e.to_string()));
     }
     import.write(backend).map_err(|e| fail(e.to_string()))?;
-    // etcd's `lease` rows (lease id i64 BE -> leasepb.Lease) are the bytes cairn's lessor keeps.
+    // etcd's `lease` rows (lease id i64 BE -> leasepb.Lease) are the records cairn's lessor keeps.
+    let leases: Vec<LeaseRecord> =
+        leases.into_iter().collect::<std::result::Result<_, _>>().map_err(|e| fail(e.to_string()))?;
+    let rows: Vec<([u8; 8], Vec<u8>)> = leases.iter().map(|l| (record_key(l.id), l.encode_value())).collect();
     let mut tx = backend.begin_write().map_err(|e| fail(e.to_string()))?;
-    tx.put_all(Table::Lease, leases.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
+    tx.put_all(cairn_lease::record::TABLE, rows.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
         .and_then(|()| tx.commit(true))
         .map_err(|e| fail(e.to_string()))
 }

@@ -314,3 +314,29 @@ async fn an_alarm_raised_on_one_member_is_listed_and_caps_writes_on_all() {
         assert_eq!(outcome(put), "ok", "member {i}\n{}", cluster.logs());
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_catching_up_by_snapshot_gets_the_alarms_and_caps() {
+    let flags = ["--snapshot-count=40", "--experimental-snapshot-catchup-entries=5"];
+    let mut cluster = Cluster::start(3, &flags);
+    let leader = cluster.wait_leader().await;
+    let lagging = (leader + 1) % 3;
+    let leader_id = member_id(&cluster.client(leader).await).await;
+    cluster.kill9(lagging);
+    let c = cluster.client(leader).await;
+    c.alarm(alarm_request(AlarmAction::Activate, leader_id, AlarmType::Nospace)).await.unwrap();
+    // Deletes still go through: enough entries that the log the lagging member needs is compacted away.
+    for i in 0..100 {
+        c.delete(format!("gone{i}"), DeleteOptions::default()).await.unwrap();
+    }
+    cluster.spawn(lagging);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cluster.members[lagging].log().contains("installed a snapshot from the leader") {
+        assert!(Instant::now() < deadline, "caught up without a snapshot?\n{}", cluster.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_alarms(&cluster, lagging, &[(leader_id, AlarmType::Nospace as i32)]).await;
+    // The answer comes from the lagging member's own applier: capped by the snapshot's alarms.
+    let refused = cluster.client(lagging).await.put("k", "v", PutOptions::default()).await;
+    assert_eq!(outcome(refused), "ResourceExhausted etcdserver: mvcc: database space exceeded");
+}

@@ -1,7 +1,8 @@
 //! Alarms and the backend quota on cairn and on the real etcd: the same script runs on both and its transcript
 //! (errors with their gRPC code, `etcdctl alarm list`/`disarm`, Status errors, the gateway's answer) must be
-//! identical, member ids masked (they differ with the peer ports). Then: an alarm survives a restart, and in a
-//! 3-member cluster an alarm raised through one member is listed, and caps writes, on all of them.
+//! identical, member ids masked (they differ with the peer ports). Then: concurrent puts past the quota, an alarm
+//! across a restart, in a 3-member cluster an alarm raised through one member is listed, and caps writes, on all
+//! of them, and a member that catches up by snapshot takes the alarms with it.
 
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
 

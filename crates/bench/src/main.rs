@@ -18,6 +18,10 @@
 //!
 //! It must not know cairn's internals: it talks through cairn-client and the wire types of cairn-api only.
 
+/// The load generator shares the machine with the servers it measures: a lean allocator leaves them more CPU.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod cluster;
 mod compare;
 mod env;

@@ -143,7 +143,7 @@ pub async fn run(cfg: Config) -> Result<(), ServerError> {
             }
         });
         // Go clients may send a malformed `:authority` that h2 would reject: repair it underneath.
-        let listener = crate::authority::AuthorityListener(listener);
+        let listener = crate::authority::AuthorityListener(crate::cork::CorkListener(listener));
         servers.push(tokio::spawn(async move {
             tokio::select! {
                 _ = published.wait_for(|p| *p) => {}
@@ -210,6 +210,7 @@ async fn serve_peers(
                 tracing::warn!(error = %e, "cannot set TCP_NODELAY");
             }
         });
+        let listener = crate::cork::CorkListener(listener);
         let mut stop = stop.clone();
         let app = app.clone();
         servers.push(tokio::spawn(async move {

@@ -1,0 +1,243 @@
+//! Write coalescing under the HTTP/2 server: many small responses in one `writev`.
+//!
+//! hyper's HTTP/2 connection flushes after every turn of its task, and a turn often carries a single response:
+//! the task that answers a request wakes the connection, which runs next and writes that one response. When the
+//! raft loop answers a whole batch of requests at once, that is one syscall (and one loopback delivery on the
+//! client's side) per response. [`Corked`] buffers writes and holds the first flush of a burst back for one
+//! scheduler turn (the connection task yields to the tasks already queued, which add their responses), then writes
+//! everything at once, as Go's gRPC server does with its write loop.
+//!
+//! A held flush is never lost: the connection task wakes itself before returning `Pending`, and the second flush
+//! writes. At most [`LIMIT`] bytes are held; a larger write drains the buffer first.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Bytes buffered before a write goes through (a little more than h2's default frame of 16 KiB, several times).
+pub const LIMIT: usize = 64 * 1024;
+
+/// An I/O stream whose writes are buffered and whose flushes are held back one scheduler turn.
+#[derive(Debug)]
+pub struct Corked<S> {
+    inner: S,
+    buf: Vec<u8>,
+    /// Bytes of `buf` already written.
+    written: usize,
+    /// The current burst's flush was held back once.
+    held: bool,
+}
+
+impl<S> Corked<S> {
+    pub fn new(inner: S) -> Self {
+        Self { inner, buf: Vec::new(), written: 0, held: false }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> Corked<S> {
+    /// Writes out everything buffered.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.written < self.buf.len() {
+            match Pin::new(&mut self.inner).poll_write(cx, &self.buf[self.written..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => self.written += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        self.buf.clear();
+        self.written = 0;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Makes room for `len` more bytes: drains when they would not fit.
+    fn poll_room(&mut self, cx: &mut Context<'_>, len: usize) -> Poll<io::Result<()>> {
+        if self.buf.len() + len <= LIMIT {
+            return Poll::Ready(Ok(()));
+        }
+        self.poll_drain(cx)
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Corked<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Corked<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored(cx, &[io::IoSlice::new(data)])
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let len: usize = bufs.iter().map(|b| b.len()).sum();
+        match this.poll_room(cx, len) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        }
+        if len > LIMIT {
+            // Too large to hold: the buffer is empty now, so order is kept by writing straight through.
+            return Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        }
+        for b in bufs {
+            this.buf.extend_from_slice(b);
+        }
+        Poll::Ready(Ok(len))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.buf.is_empty() {
+            this.held = false;
+            return Pin::new(&mut this.inner).poll_flush(cx);
+        }
+        if !this.held {
+            // Yield once: the tasks queued before this one add their responses to the same write.
+            this.held = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        match this.poll_drain(cx) {
+            Poll::Ready(Ok(())) => {}
+            other => return other,
+        }
+        this.held = false;
+        Pin::new(&mut this.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        match this.poll_drain(cx) {
+            Poll::Ready(Ok(())) => {}
+            other => return other,
+        }
+        Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
+}
+
+/// A listener whose connections are [`Corked`].
+#[derive(Debug)]
+pub struct CorkListener<L>(pub L);
+
+impl<L: axum::serve::Listener> axum::serve::Listener for CorkListener<L> {
+    type Io = Corked<L::Io>;
+    type Addr = L::Addr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (io, addr) = self.0.accept().await;
+        (Corked::new(io), addr)
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::{Wake, Waker};
+
+    use super::*;
+
+    /// Records every write it is given.
+    #[derive(Default)]
+    struct Recorder {
+        writes: Vec<Vec<u8>>,
+        flushes: usize,
+    }
+
+    impl AsyncWrite for Recorder {
+        fn poll_write(mut self: Pin<&mut Self>, _: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+            self.writes.push(data.to_vec());
+            Poll::Ready(Ok(data.len()))
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.flushes += 1;
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[derive(Default)]
+    struct CountingWaker(AtomicUsize);
+
+    impl Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn write(c: &mut Corked<Recorder>, cx: &mut Context<'_>, data: &[u8]) {
+        assert!(matches!(Pin::new(&mut *c).poll_write(cx, data), Poll::Ready(Ok(n)) if n == data.len()));
+    }
+
+    #[test]
+    fn a_burst_goes_out_in_one_write_after_one_yield() {
+        let wakes = Arc::new(CountingWaker::default());
+        let waker = Waker::from(Arc::clone(&wakes));
+        let mut cx = Context::from_waker(&waker);
+        let mut c = Corked::new(Recorder::default());
+        write(&mut c, &mut cx, b"one ");
+        assert!(Pin::new(&mut c).poll_flush(&mut cx).is_pending(), "the first flush of a burst is held");
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "and the task is woken to flush later");
+        write(&mut c, &mut cx, b"two ");
+        write(&mut c, &mut cx, b"three");
+        assert!(matches!(Pin::new(&mut c).poll_flush(&mut cx), Poll::Ready(Ok(()))));
+        assert_eq!(c.inner.writes, vec![b"one two three".to_vec()]);
+        assert_eq!(c.inner.flushes, 1);
+        // Nothing buffered: a flush passes straight through, and the next burst is held again.
+        assert!(matches!(Pin::new(&mut c).poll_flush(&mut cx), Poll::Ready(Ok(()))));
+        write(&mut c, &mut cx, b"four");
+        assert!(Pin::new(&mut c).poll_flush(&mut cx).is_pending());
+        assert!(matches!(Pin::new(&mut c).poll_flush(&mut cx), Poll::Ready(Ok(()))));
+        assert_eq!(c.inner.writes.last().map(Vec::as_slice), Some(&b"four"[..]));
+    }
+
+    #[test]
+    fn large_writes_keep_their_order_and_pass_through() {
+        let waker = Waker::from(Arc::new(CountingWaker::default()));
+        let mut cx = Context::from_waker(&waker);
+        let mut c = Corked::new(Recorder::default());
+        write(&mut c, &mut cx, b"small");
+        let big = vec![7u8; LIMIT + 1];
+        write(&mut c, &mut cx, &big);
+        assert_eq!(
+            c.inner.writes,
+            vec![b"small".to_vec(), big],
+            "the buffer is drained before the big write"
+        );
+        write(&mut c, &mut cx, &vec![1u8; LIMIT - 1]);
+        write(&mut c, &mut cx, b"xy");
+        assert_eq!(c.inner.writes.len(), 3, "a write that does not fit drains the buffer first");
+        assert!(matches!(Pin::new(&mut c).poll_shutdown(&mut cx), Poll::Ready(Ok(()))));
+        assert_eq!(
+            c.inner.writes.last().map(Vec::as_slice),
+            Some(&b"xy"[..]),
+            "shutdown writes what is held"
+        );
+    }
+}

@@ -317,6 +317,11 @@ impl Node {
             if *self.is_leader.borrow() {
                 self.send(std::mem::take(&mut rd.messages));
             }
+            // Committed entries this member made durable in an earlier turn are applied before this turn's
+            // fsync, so their answers do not wait on a disk write they do not need (etcd applies beside its WAL
+            // write). The rest (a lone voter's, committed as they are appended) wait for the fsync below.
+            let early = if rd.snapshot.is_none() { self.durable_prefix(&rd) } else { 0 };
+            self.apply(&rd.committed_entries[..early])?;
             let entries: Vec<wal::Entry> = rd.entries.iter().map(to_wal_entry).collect();
             let hs = rd.hard_state.map(|h| wal::HardState { term: h.term, vote: h.vote, commit: h.commit });
             if !entries.is_empty() || hs.is_some() {
@@ -330,7 +335,7 @@ impl Node {
                 self.shared.term.store(h.term, Ordering::SeqCst);
             }
             self.send(std::mem::take(&mut rd.messages));
-            self.apply(&rd.committed_entries)?;
+            self.apply(&rd.committed_entries[early..])?;
             for rs in &rd.read_states {
                 if let Some(waiters) = self.reads_pending.remove(&rs.request_ctx) {
                     self.reads_confirmed.entry(rs.index).or_default().extend(waiters);
@@ -342,6 +347,14 @@ impl Node {
             self.maybe_snapshot()?;
         }
         Ok(())
+    }
+
+    /// How many of the Ready's committed entries are already in the durable log: at or below the persisted
+    /// last index, and below the first entry this Ready writes (which may replace uncommitted ones).
+    fn durable_prefix(&self, rd: &cairn_raft::Ready) -> usize {
+        let persisted = self.raw.storage().last_index().unwrap_or(0);
+        let durable = rd.entries.first().map_or(persisted, |e| persisted.min(e.index.saturating_sub(1)));
+        rd.committed_entries.partition_point(|e| e.index <= durable)
     }
 
     /// Hands messages to the transport, which never blocks; what it could not queue is reported to raft.

@@ -145,7 +145,11 @@ pub fn start(setup: NodeSetup, store: Arc<Store>) -> Result<Started, ServerError
         storage.set_conf_state(conf_state);
         storage.append(&entries).map_err(|e| ServerError::Startup(e.to_string()))?;
         let hs = contents.hard_state;
-        storage.set_hard_state(HardState { term: hs.term, vote: hs.vote, commit: hs.commit });
+        // Entries already durable are applied beside the fsync of the hard state that records their commit
+        // (node.rs, `durable_prefix`): the backend may be ahead of that commit index, never of the log.
+        let last = entries.last().map_or(snapshot_index, |e| e.index);
+        let commit = hs.commit.max(consistent_index.min(last));
+        storage.set_hard_state(HardState { term: hs.term, vote: hs.vote, commit });
         let mut membership = Membership::load(&store.backend())?;
         if membership.members.is_empty() {
             membership = setup.membership.clone();

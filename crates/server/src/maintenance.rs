@@ -30,16 +30,19 @@ pub fn status(m: &MemberState) -> Result<StatusResponse, EtcdError> {
     let backend = m.shared.store.backend();
     let size = backend.size().map_err(|_| EtcdError::Stopped)?;
     let in_use = backend.size_in_use().map_err(|_| EtcdError::Stopped)?;
+    let leader = m.shared.leader.load(Ordering::SeqCst);
+    // As etcd: "no leader" first, then each raised alarm.
+    let no_leader = (leader == 0).then(|| EtcdError::NoLeader.message().to_owned());
+    let errors = no_leader.into_iter().chain(m.shared.alarms.status_errors()).collect();
     Ok(StatusResponse {
         header: m.header(m.shared.store.current_revision()),
         version: SERVER_VERSION.into(),
         db_size: i64::try_from(size).unwrap_or(i64::MAX),
-        leader: m.shared.leader.load(Ordering::SeqCst),
+        leader,
         raft_index: m.shared.raft_index.load(Ordering::SeqCst),
         raft_term: m.shared.term.load(Ordering::SeqCst),
         raft_applied_index: m.shared.applied_index.load(Ordering::SeqCst),
-        // As etcd, each raised alarm is one of Status's errors.
-        errors: m.shared.alarms.status_errors(),
+        errors,
         db_size_in_use: i64::try_from(in_use).unwrap_or(i64::MAX),
         is_learner: m.shared.is_learner.load(Ordering::SeqCst),
         storage_version: STORAGE_VERSION.into(),

@@ -289,7 +289,7 @@ async fn wait_alarms(cluster: &Cluster, i: usize, want: &[(u64, i32)]) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_alarm_raised_on_one_member_is_listed_and_caps_writes_on_all() {
-    let cluster = Cluster::start(3, &[]);
+    let mut cluster = Cluster::start(3, &[]);
     let leader = cluster.wait_leader().await;
     let follower = (leader + 1) % 3;
     let other = (leader + 2) % 3;
@@ -313,6 +313,22 @@ async fn an_alarm_raised_on_one_member_is_listed_and_caps_writes_on_all() {
         wait_alarms(&cluster, i, &[]).await;
         let put = cluster.client(i).await.put("k", format!("v{i}"), PutOptions::default()).await;
         assert_eq!(outcome(put), "ok", "member {i}\n{}", cluster.logs());
+    }
+    // A member without a leader says so in Status's errors, before the alarms.
+    let raise = alarm_request(AlarmAction::Activate, 42, AlarmType::Nospace);
+    cluster.client(leader).await.alarm(raise).await.unwrap();
+    wait_alarms(&cluster, leader, &[(42, AlarmType::Nospace as i32)]).await;
+    cluster.kill9(follower);
+    cluster.kill9(other);
+    let want = ["etcdserver: no leader", "memberID:42 alarm:NOSPACE "];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let errors = cluster.status(leader).await.map(|s| s.errors);
+        if errors.as_ref().is_some_and(|e| e == &want) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "status errors {errors:?}, want {want:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -210,7 +210,8 @@ fn gateway_lines(server: &Server, body: &str, want: usize) -> Vec<serde_json::Va
     let mut lines = Vec::new();
     for line in BufReader::new(s).lines() {
         let Ok(line) = line else { break };
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(line.trim()) {
+        // Chunk-size lines of the chunked body are hex, and some (`10`, `99`) parse as JSON numbers.
+        if let Ok(v @ serde_json::Value::Object(_)) = serde_json::from_str::<serde_json::Value>(line.trim()) {
             lines.push(v);
             if lines.len() == want {
                 break;

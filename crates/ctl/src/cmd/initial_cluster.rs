@@ -8,6 +8,8 @@ use std::net::{SocketAddr, ToSocketAddrs};
 
 use cairn_storage::member;
 
+use crate::gofmt::quote;
+
 /// One member of the cluster to bootstrap.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InitialMember {
@@ -36,11 +38,14 @@ fn check_url(raw: &str) -> Result<String, String> {
     });
     let Some(Some(colon)) = scheme_end.filter(|c| *c != Some(0)) else {
         if scheme_end == Some(Some(0)) {
-            return Err(format!("parse {s:?}: missing protocol scheme"));
+            return Err(format!("parse {}: missing protocol scheme", quote(s.as_bytes())));
         }
         let first_segment = s.split('/').next().unwrap_or("");
         if first_segment.contains(':') {
-            return Err(format!("parse {s:?}: first path segment in URL cannot contain colon"));
+            return Err(format!(
+                "parse {}: first path segment in URL cannot contain colon",
+                quote(s.as_bytes())
+            ));
         }
         return Err(format!("URL scheme must be http, https, unix, or unixs: {s}"));
     };
@@ -102,7 +107,7 @@ fn urls_map_string(map: &BTreeMap<String, Vec<String>>) -> String {
 
 /// Go's `%q` of a string slice: `["a" "b"]`.
 fn quoted_list(list: &[String]) -> String {
-    let items: Vec<String> = list.iter().map(|s| format!("{s:?}")).collect();
+    let items: Vec<String> = list.iter().map(|s| quote(s.as_bytes())).collect();
     format!("[{}]", items.join(" "))
 }
 
@@ -130,7 +135,7 @@ fn urls_equal(a: &[String], b: &[String]) -> Result<(), String> {
     rb.sort();
     for ((x, xs), (y, ys)) in ra.iter().zip(&rb) {
         if x != y {
-            return Err(format!("resolved urls: {xs:?} != {ys:?}"));
+            return Err(format!("resolved urls: {} != {}", quote(xs.as_bytes()), quote(ys.as_bytes())));
         }
     }
     Ok(())
@@ -145,7 +150,10 @@ pub fn bootstrap(
     token: &str,
 ) -> Result<InitialCluster, String> {
     let Some(mine) = map.get(name) else {
-        return Err(format!("couldn't find local name {name:?} in the initial cluster configuration"));
+        return Err(format!(
+            "couldn't find local name {} in the initial cluster configuration",
+            quote(name.as_bytes())
+        ));
     };
     if let Err(resolved) = urls_equal(peer_urls, mine) {
         let advertised: BTreeSet<&String> = peer_urls.iter().collect();

@@ -26,6 +26,7 @@ use crate::boltdb::Bolt;
 use crate::cli::RestoreArgs;
 use crate::ctx::Ctx;
 use crate::error::{CtlError, ExitCode, Result};
+use crate::gofmt::quote;
 use crate::gojson;
 
 /// The raft term a restored cluster's log starts in (etcd's).
@@ -63,11 +64,11 @@ pub fn restore(ctx: &mut Ctx, a: &RestoreArgs) -> Result<()> {
     let data =
         PathBuf::from(if a.data_dir.is_empty() { format!("{}.etcd", a.name) } else { a.data_dir.clone() });
     if data.exists() {
-        return Err(fail(format!("data-dir {:?} exists", data.display().to_string())));
+        return Err(fail(format!("data-dir {} exists", quote(data.display().to_string().as_bytes()))));
     }
     let wal = if a.wal_dir.is_empty() { data.join("member").join("wal") } else { PathBuf::from(&a.wal_dir) };
     if !a.wal_dir.is_empty() && wal.exists() {
-        return Err(fail(format!("wal-dir {:?} exists", wal.display().to_string())));
+        return Err(fail(format!("wal-dir {} exists", quote(wal.display().to_string().as_bytes()))));
     }
     let dirs = Dirs { snap: data.join("member").join("snap"), data, wal };
     let fields = format!(

@@ -8,7 +8,7 @@
 //! `key`, `lease` and `meta` compaction rows are brought into a new backend; see docs/design.md).
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{IsTerminal, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -18,6 +18,7 @@ use cairn_mvcc::restore::{rebase, EtcdImport};
 use cairn_mvcc::Store;
 use cairn_storage::wal::{HardState, SnapshotMarker};
 use cairn_storage::{member, Backend, Table, Wal, WalOptions};
+use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
 use super::initial_cluster::{self, InitialCluster};
@@ -171,6 +172,14 @@ fn copy_checked(from: &Path, to: &Path, skip_hash_check: bool) -> Result<bool> {
     let mut head = Vec::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut left = body;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = ProgressBar::new(body);
+        b.set_style(
+            ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} copied ({bytes_per_sec})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b
+    });
     while left > 0 {
         let want = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
         let n = src.read(&mut buf[..want]).map_err(|e| io_fail("read", from, &e))?;
@@ -183,6 +192,12 @@ fn copy_checked(from: &Path, to: &Path, skip_hash_check: bool) -> Result<bool> {
         }
         dst.write_all(&buf[..n]).map_err(|e| io_fail("write", to, &e))?;
         left -= n as u64;
+        if let Some(b) = &bar {
+            b.set_position(body - left);
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
     }
     dst.sync_all().map_err(|e| io_fail("sync", to, &e))?;
     let got: [u8; 32] = hasher.finalize().into();
@@ -292,4 +307,43 @@ fn write_wal(dir: &Path, member_id: u64, cluster: &InitialCluster, index: u64) -
     wal.save_snapshot(SnapshotMarker { index, term: TERM, data: member::conf_state_data(&voters, &[]) })
         .map_err(err)?;
     wal.sync().map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn message(e: CtlError) -> String {
+        match e {
+            CtlError::Exit { message, .. } => message,
+            CtlError::Verbatim { stderr, .. } => stderr,
+        }
+    }
+
+    #[test]
+    fn the_trailing_hash_is_checked_and_dropped_as_etcd_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let (snap, out) = (dir.path().join("snap"), dir.path().join("out"));
+        let body = vec![7u8; 1024];
+        let mut with_hash = body.clone();
+        with_hash.extend_from_slice(&Sha256::digest(&body));
+        std::fs::write(&snap, &with_hash).unwrap();
+        assert!(!copy_checked(&snap, &out, false).unwrap(), "not a bolt file");
+        assert_eq!(std::fs::read(&out).unwrap(), body, "the hash is cut off");
+
+        with_hash[0] ^= 1;
+        std::fs::write(&snap, &with_hash).unwrap();
+        let e = message(copy_checked(&snap, &out, false).unwrap_err());
+        assert!(e.starts_with("expected sha256 ["), "{e}");
+        copy_checked(&snap, &out, true).unwrap();
+
+        std::fs::write(&snap, &body).unwrap();
+        let e = message(copy_checked(&snap, &out, false).unwrap_err());
+        assert_eq!(e, "snapshot missing hash but --skip-hash-check=false");
+        copy_checked(&snap, &out, true).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), body, "without a hash the whole file is the backend");
+        assert_eq!(go_bytes(&[0, 255, 3]), "[0 255 3]");
+    }
 }

@@ -518,24 +518,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for AuthorityStream<S> {
     }
 }
 
-/// A listener whose connections go through [`AuthorityStream`].
-#[derive(Debug)]
-pub struct AuthorityListener<L>(pub L);
-
-impl<L: axum::serve::Listener> axum::serve::Listener for AuthorityListener<L> {
-    type Io = AuthorityStream<L::Io>;
-    type Addr = L::Addr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (io, addr) = self.0.accept().await;
-        (AuthorityStream::new(io), addr)
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.0.local_addr()
-    }
-}
-
 #[cfg(test)]
 #[path = "authority_tests.rs"]
 mod tests;

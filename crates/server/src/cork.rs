@@ -132,24 +132,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Corked<S> {
     }
 }
 
-/// A listener whose connections are [`Corked`].
-#[derive(Debug)]
-pub struct CorkListener<L>(pub L);
-
-impl<L: axum::serve::Listener> axum::serve::Listener for CorkListener<L> {
-    type Io = Corked<L::Io>;
-    type Addr = L::Addr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (io, addr) = self.0.accept().await;
-        (Corked::new(io), addr)
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.0.local_addr()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};

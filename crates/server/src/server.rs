@@ -19,7 +19,9 @@ use cairn_storage::Backend;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::authority::AuthorityStream;
 use crate::config::{parse_host_port, split_urls, Config};
+use crate::cork::Corked;
 use crate::election::ElectionService;
 use crate::error::ServerError;
 use crate::kv::KvService;
@@ -143,7 +145,7 @@ pub async fn run(cfg: Config) -> Result<(), ServerError> {
             }
         });
         // Go clients may send a malformed `:authority` that h2 would reject: repair it underneath.
-        let listener = crate::authority::AuthorityListener(crate::cork::CorkListener(listener));
+        let listener = WrapListener(listener, |io| AuthorityStream::new(Corked::new(io)));
         servers.push(tokio::spawn(async move {
             tokio::select! {
                 _ = published.wait_for(|p| *p) => {}
@@ -210,7 +212,7 @@ async fn serve_peers(
                 tracing::warn!(error = %e, "cannot set TCP_NODELAY");
             }
         });
-        let listener = crate::cork::CorkListener(listener);
+        let listener = WrapListener(listener, Corked::new);
         let mut stop = stop.clone();
         let app = app.clone();
         servers.push(tokio::spawn(async move {
@@ -239,5 +241,27 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = term => {},
+    }
+}
+
+/// A listener whose accepted connections are wrapped (write coalescing, the `:authority` shim).
+struct WrapListener<L, F>(L, F);
+
+impl<L, F, Io> axum::serve::Listener for WrapListener<L, F>
+where
+    L: axum::serve::Listener,
+    F: FnMut(L::Io) -> Io + Send + 'static,
+    Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    type Io = Io;
+    type Addr = L::Addr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (io, addr) = self.0.accept().await;
+        ((self.1)(io), addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.0.local_addr()
     }
 }

@@ -3,10 +3,6 @@
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-/// mimalloc: glibc's per-thread arenas cost an `mprotect` every few requests under load, and malloc is hot.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> std::process::ExitCode {
     let cfg = match cairn_server::config::Config::parse().resolve() {
         Ok(c) => c,

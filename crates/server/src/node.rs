@@ -326,7 +326,11 @@ impl Node {
             let hs = rd.hard_state.map(|h| wal::HardState { term: h.term, vote: h.vote, commit: h.commit });
             if !entries.is_empty() || hs.is_some() {
                 self.wal.save(hs.as_ref(), &entries)?;
-                self.wal.sync()?;
+                // A hard state that only moves the commit index waits for the next sync (etcd's MustSync): a
+                // lost commit index is learnt again from the leader, and a restart takes it from the backend.
+                if rd.must_sync {
+                    self.wal.sync()?;
+                }
             }
             let storage = self.raw.storage_mut();
             storage.append(&rd.entries).map_err(|e| ServerError::Fatal(format!("raft log: {e}")))?;

@@ -1,4 +1,4 @@
-//! Write coalescing under the HTTP/2 server: many small responses in one `writev`.
+//! Write coalescing under the HTTP/2 server: many small responses in one write.
 //!
 //! hyper's HTTP/2 connection flushes after every turn of its task, and a turn often carries a single response:
 //! the task that answers a request wakes the connection, which runs next and writes that one response. When the
@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// Bytes buffered before a write goes through (a little more than h2's default frame of 16 KiB, several times).
+/// Bytes held at most (four of h2's default 16 KiB frames); a write that does not fit drains them first.
 pub const LIMIT: usize = 64 * 1024;
 
 /// An I/O stream whose writes are buffered and whose flushes are held back one scheduler turn.

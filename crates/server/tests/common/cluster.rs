@@ -222,6 +222,12 @@ impl Cluster {
         self.members[i].spawn();
     }
 
+    /// SIGTERM and wait for member `i` to exit: its exit code (None if it did not exit within 10 s).
+    pub fn stop(&mut self, i: usize) -> Option<i32> {
+        self.members[i].signal("TERM");
+        self.members[i].wait_exit(Duration::from_secs(10))
+    }
+
     pub fn pause(&mut self, i: usize) {
         self.members[i].signal("STOP");
         self.members[i].paused = true;

@@ -405,14 +405,11 @@ pub async fn alarm(m: Arc<MemberState>, r: AlarmRequest) -> Result<AlarmResponse
     if AlarmAction::try_from(r.action).is_err() {
         return Ok(AlarmResponse::default());
     }
-    match m.propose(Request::Alarm(r)).await? {
+    crate::kv::applied(&m, Request::Alarm(r), |a| match a {
         Applied::Alarm(resp) => Ok(resp),
-        other => {
-            // The applier answered with another kind of result: a bug, reported rather than panicked on.
-            tracing::error!(applied = ?other, "applier returned a result of the wrong kind");
-            Err(EtcdError::Corrupt)
-        }
-    }
+        other => Err(other),
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -93,17 +93,26 @@ with_header!(
     LeaseRevokeResponse
 );
 
+/// Proposes a request, waits for it to apply, and takes its result of the kind `pick` expects.
+pub(crate) async fn applied<T>(
+    m: &MemberState,
+    request: Request,
+    pick: impl FnOnce(Applied) -> Result<T, Applied>,
+) -> Result<T, EtcdError> {
+    pick(m.propose(request).await?).map_err(|other| {
+        // The applier answered with another kind of result: a bug, reported rather than panicked on.
+        tracing::error!(applied = ?other, "applier returned a result of the wrong kind");
+        EtcdError::Corrupt
+    })
+}
+
 /// Proposes a write, waits for it to apply, and completes the header of its response.
 pub(crate) async fn write<T: WithHeader>(
     m: &MemberState,
     request: Request,
     pick: impl FnOnce(Applied) -> Result<T, Applied>,
 ) -> Result<T, EtcdError> {
-    let mut resp = pick(m.propose(request).await?).map_err(|other| {
-        // The applier answered with another kind of result: a bug, reported rather than panicked on.
-        tracing::error!(applied = ?other, "applier returned a result of the wrong kind");
-        EtcdError::Corrupt
-    })?;
+    let mut resp = applied(m, request, pick).await?;
     let header = resp.header_mut();
     *header = m.header(header.as_ref().map_or(0, |h| h.revision));
     Ok(resp)

@@ -161,9 +161,9 @@ impl<'a> Batch<'a> {
     }
 
     pub fn put(&mut self, req: &PutRequest, leases: &dyn LeaseLookup) -> Result<PutResponse, MvccError> {
-        let committed = self.committed()?;
+        let committed = self.committed();
         let begin = self.state.current_rev;
-        self.check_put(&committed, req, begin, leases)?;
+        self.check_put(req, begin, leases)?;
         let mut w = WriteTxn { begin, changes: 0 };
         let resp = self.do_put(&committed, &mut w, req)?;
         self.finish(w);
@@ -171,7 +171,7 @@ impl<'a> Batch<'a> {
     }
 
     pub fn delete_range(&mut self, req: &DeleteRangeRequest) -> Result<DeleteRangeResponse, MvccError> {
-        let committed = self.committed()?;
+        let committed = self.committed();
         let mut w = WriteTxn { begin: self.state.current_rev, changes: 0 };
         let resp = self.do_delete(&committed, &mut w, req)?;
         self.finish(w);
@@ -180,10 +180,10 @@ impl<'a> Batch<'a> {
 
     /// An etcd Txn: compares evaluated at the start, then the chosen branch, all at one revision.
     pub fn txn(&mut self, req: &TxnRequest, leases: &dyn LeaseLookup) -> Result<TxnResponse, MvccError> {
-        let committed = self.committed()?;
+        let committed = self.committed();
         let begin = self.state.current_rev;
         let path = self.compare_path(&committed, req, begin)?;
-        self.check_txn(&committed, req, &path, begin, leases)?;
+        self.check_txn(req, &path, begin, leases)?;
         let mut w = WriteTxn { begin, changes: 0 };
         let mut path_iter = path.iter().copied();
         let mut resp = self.do_txn(&committed, &mut w, req, &mut path_iter)?;
@@ -247,9 +247,9 @@ impl<'a> Batch<'a> {
     pub(crate) fn finish_compaction(&mut self, at: i64) -> Result<(), MvccError> {
         let available = self.state.index.compact(at);
         let end = Revision::new(at.saturating_add(1), 0).to_bytes(false);
-        let committed = self.committed()?;
+        let committed = self.committed();
         let mut corrupt = None;
-        committed.tx.for_each(Table::Key, ..end.as_slice(), |k, _| {
+        committed.tx()?.for_each(Table::Key, ..end.as_slice(), |k, _| {
             match Revision::from_bytes(k) {
                 Some((rev, _)) if !available.contains(&rev) => self.key_deletes.push(k.to_vec()),
                 Some(_) => {}
@@ -277,8 +277,8 @@ impl<'a> Batch<'a> {
         Ok(())
     }
 
-    fn committed(&self) -> Result<Committed, MvccError> {
-        Ok(Committed { tx: self.store.backend().begin_read()? })
+    fn committed(&self) -> Committed {
+        Committed::new(self.store.backend())
     }
 
     fn finish(&mut self, w: WriteTxn) {
@@ -297,21 +297,9 @@ impl<'a> Batch<'a> {
         range::range(&self.state, &source, req, at)
     }
 
-    /// The current value of one key, as seen at `at`.
-    fn get(&self, committed: &Committed, key: &[u8], at: i64) -> Result<Option<KeyValue>, MvccError> {
-        let req = RangeRequest { key: key.to_vec(), ..Default::default() };
-        Ok(self.range_in(committed, &req, at)?.kvs.pop())
-    }
-
     /// etcd's checkRequestPut: a put's preconditions, checked before anything changes.
-    fn check_put(
-        &self,
-        committed: &Committed,
-        req: &PutRequest,
-        at: i64,
-        leases: &dyn LeaseLookup,
-    ) -> Result<(), MvccError> {
-        if (req.ignore_value || req.ignore_lease) && self.get(committed, &req.key, at)?.is_none() {
+    fn check_put(&self, req: &PutRequest, at: i64, leases: &dyn LeaseLookup) -> Result<(), MvccError> {
+        if (req.ignore_value || req.ignore_lease) && self.state.index.get(&req.key, at).is_none() {
             return Err(MvccError::KeyNotFound);
         }
         if req.lease != 0 && !req.ignore_lease && !leases.lease_exists(req.lease) {
@@ -326,26 +314,33 @@ impl<'a> Batch<'a> {
         w: &mut WriteTxn,
         req: &PutRequest,
     ) -> Result<PutResponse, MvccError> {
-        let prev = self.get(committed, &req.key, w.read_rev())?;
         let rev = w.next_rev();
-        let (value, lease) = match &prev {
-            Some(p) => (
-                if req.ignore_value { p.value.clone() } else { req.value.clone() },
-                if req.ignore_lease { p.lease } else { req.lease },
-            ),
-            None => (req.value.clone(), req.lease),
+        let lease = (!req.ignore_lease).then_some(req.lease);
+        // What the put replaces comes from the index; its value is read only when somebody needs it (prev_kv,
+        // ignore_value, watchers' prev_kv), as etcd reads it only then.
+        let before = self.state.index.put(&req.key, rev, lease);
+        let needs_value = req.prev_kv || req.ignore_value || self.events.is_some();
+        let prev = match before {
+            Some((at, _)) if needs_value => {
+                Some(Overlay { pending: &self.pending, committed }.kv(at.modified)?)
+            }
+            _ => None,
+        };
+        let old_lease = before.map_or(0, |(_, l)| l);
+        let lease = lease.unwrap_or(old_lease);
+        let value = match &prev {
+            Some(p) if req.ignore_value => p.value.clone(),
+            _ => req.value.clone(),
         };
         let kv = KeyValue {
             key: req.key.clone(),
-            create_revision: prev.as_ref().map_or(rev.main, |p| p.create_revision),
+            create_revision: before.map_or(rev.main, |(at, _)| at.created.main),
             mod_revision: rev.main,
-            version: prev.as_ref().map_or(0, |p| p.version) + 1,
+            version: before.map_or(0, |(at, _)| at.version) + 1,
             value,
             lease,
         };
-        self.state.index.put(&req.key, rev);
         self.key_puts.insert(rev.to_bytes(false), kv.encode_to_vec());
-        let old_lease = prev.as_ref().map_or(0, |p| p.lease);
         if old_lease != lease {
             self.lease_changes.push(LeaseChange { key: req.key.clone(), old: old_lease, new: lease });
         }
@@ -433,7 +428,6 @@ impl<'a> Batch<'a> {
     /// etcd's checkRequests over the chosen path: puts' preconditions (write txns only) and ranges' revisions.
     fn check_txn(
         &self,
-        committed: &Committed,
         req: &TxnRequest,
         path: &[bool],
         at: i64,
@@ -441,12 +435,11 @@ impl<'a> Batch<'a> {
     ) -> Result<(), MvccError> {
         let write = is_write(req);
         let mut path_iter = path.iter().copied();
-        self.check_ops(committed, req, &mut path_iter, at, write, leases)
+        self.check_ops(req, &mut path_iter, at, write, leases)
     }
 
     fn check_ops(
         &self,
-        committed: &Committed,
         req: &TxnRequest,
         path: &mut impl Iterator<Item = bool>,
         at: i64,
@@ -456,13 +449,11 @@ impl<'a> Batch<'a> {
         let succeeded = path.next().unwrap_or(false);
         for op in if succeeded { &req.success } else { &req.failure } {
             match &op.request {
-                Some(Request::RequestPut(p)) if write => self.check_put(committed, p, at, leases)?,
+                Some(Request::RequestPut(p)) if write => self.check_put(p, at, leases)?,
                 Some(Request::RequestRange(r)) if r.revision != 0 => {
                     range::check_revision(&self.state, r.revision, at)?;
                 }
-                Some(Request::RequestTxn(nested)) => {
-                    self.check_ops(committed, nested, path, at, write, leases)?
-                }
+                Some(Request::RequestTxn(nested)) => self.check_ops(nested, path, at, write, leases)?,
                 _ => {}
             }
         }

@@ -22,6 +22,9 @@ struct Generation {
 pub struct KeyIndex {
     modified: Revision,
     generations: Vec<Generation>,
+    /// The lease of the key's newest value (0 while deleted), so a put learns the lease it replaces without
+    /// reading the value (etcd asks its lessor).
+    lease: i64,
 }
 
 /// What a key looks like at a revision: the revision holding its value, its creation and its version.
@@ -48,9 +51,10 @@ impl KeyIndex {
         self.modified = rev;
     }
 
-    /// Rebuilds from a stored key-value: creation and version come from the value, not from counting.
-    fn restore_put(&mut self, rev: Revision, created_main: i64, version: i64) {
+    /// Rebuilds from a stored key-value: creation, version and lease come from the value, not from counting.
+    fn restore_put(&mut self, rev: Revision, created_main: i64, version: i64, lease: i64) {
         self.put(rev);
+        self.lease = lease;
         let last = self.generations.len() - 1;
         let g = &mut self.generations[last];
         if g.revs.len() == 1 {
@@ -66,7 +70,21 @@ impl KeyIndex {
         }
         self.put(rev);
         self.generations.push(Generation::default());
+        self.lease = 0;
         true
+    }
+
+    fn put_with_lease(&mut self, rev: Revision, lease: Option<i64>) -> Option<(KeyAt, i64)> {
+        let before = self.current();
+        self.put(rev);
+        self.lease = lease.unwrap_or(before.map_or(0, |(_, l)| l));
+        before
+    }
+
+    /// The key's newest state and lease, if it is alive.
+    fn current(&self) -> Option<(KeyAt, i64)> {
+        let g = self.generations.last().filter(|g| !g.revs.is_empty())?;
+        Some((KeyAt { modified: self.modified, created: g.created, version: g.ver }, self.lease))
     }
 
     fn find_generation(&self, at: i64) -> Option<&Generation> {
@@ -158,12 +176,22 @@ pub struct TreeIndex {
 }
 
 impl TreeIndex {
-    pub fn put(&mut self, key: &[u8], rev: Revision) {
-        self.keys.entry(key.to_vec()).or_default().put(rev);
+    /// Records a put of `key` at `rev` with `lease` (None: the key keeps its lease) and returns the key's state
+    /// and lease before it, if it was alive: one walk of the index for what a put needs to know.
+    pub fn put(&mut self, key: &[u8], rev: Revision, lease: Option<i64>) -> Option<(KeyAt, i64)> {
+        if let Some(ki) = self.keys.get_mut(key) {
+            return ki.put_with_lease(rev, lease);
+        }
+        self.keys.entry(key.to_vec()).or_default().put_with_lease(rev, lease)
     }
 
-    pub fn restore_put(&mut self, key: &[u8], rev: Revision, created_main: i64, version: i64) {
-        self.keys.entry(key.to_vec()).or_default().restore_put(rev, created_main, version);
+    /// The key's newest state and lease, if it is alive.
+    pub fn current(&self, key: &[u8]) -> Option<(KeyAt, i64)> {
+        self.keys.get(key)?.current()
+    }
+
+    pub fn restore_put(&mut self, key: &[u8], rev: Revision, created_main: i64, version: i64, lease: i64) {
+        self.keys.entry(key.to_vec()).or_default().restore_put(rev, created_main, version, lease);
     }
 
     pub fn tombstone(&mut self, key: &[u8], rev: Revision) -> bool {
@@ -210,6 +238,14 @@ impl TreeIndex {
         }
     }
 
+    /// Every live key with a lease, and the lease.
+    pub fn leased_keys(&self) -> Vec<(Vec<u8>, i64)> {
+        self.keys
+            .iter()
+            .filter_map(|(k, ki)| ki.current().filter(|(_, lease)| *lease != 0).map(|(_, l)| (k.clone(), l)))
+            .collect()
+    }
+
     /// The revisions a compaction at `at` would keep, without compacting (etcd's `Keep`): each live key's
     /// newest revision at or below `at`.
     pub fn keep(&self, at: i64) -> HashSet<Revision> {
@@ -252,7 +288,7 @@ mod tests {
             if tomb {
                 assert!(t.tombstone(b"foo", rev(main)));
             } else {
-                t.put(b"foo", rev(main));
+                t.put(b"foo", rev(main), None);
             }
         }
         t
@@ -293,7 +329,7 @@ mod tests {
     #[test]
     fn a_deleted_key_leaves_the_index_once_compacted_past_its_tombstone() {
         let mut t = TreeIndex::default();
-        t.put(b"a", rev(1));
+        t.put(b"a", rev(1), None);
         assert!(t.tombstone(b"a", rev(2)));
         assert!(!t.tombstone(b"a", rev(3)), "already deleted");
         assert!(t.compact(2).is_empty());
@@ -304,7 +340,7 @@ mod tests {
     fn visit_walks_ranges_in_key_order_and_honours_bounds() {
         let mut t = TreeIndex::default();
         for (i, k) in [&b"a"[..], b"b", b"c", b"d"].iter().enumerate() {
-            t.put(k, rev(i as i64 + 1));
+            t.put(k, rev(i as i64 + 1), None);
         }
         let keys = |range| {
             let mut out = Vec::new();
@@ -324,9 +360,26 @@ mod tests {
     #[test]
     fn restore_takes_creation_and_version_from_the_stored_value() {
         let mut t = TreeIndex::default();
-        t.restore_put(b"k", rev(9), 3, 4);
+        t.restore_put(b"k", rev(9), 3, 4, 7);
         assert_eq!(t.get(b"k", 9), Some(KeyAt { modified: rev(9), created: rev(3), version: 4 }));
-        t.put(b"k", rev(10));
+        assert_eq!(t.current(b"k").map(|(_, lease)| lease), Some(7));
+        t.put(b"k", rev(10), None);
         assert_eq!(t.get(b"k", 10), Some(KeyAt { modified: rev(10), created: rev(3), version: 5 }));
+        assert_eq!(t.current(b"k").map(|(_, lease)| lease), Some(7), "a put without a lease keeps it");
+    }
+
+    #[test]
+    fn put_returns_the_state_it_replaces_and_tracks_the_lease() {
+        let mut t = TreeIndex::default();
+        assert_eq!(t.put(b"k", rev(2), Some(5)), None, "a new key replaces nothing");
+        let before = t.put(b"k", rev(3), Some(0));
+        assert_eq!(before, Some((KeyAt { modified: rev(2), created: rev(2), version: 1 }, 5)));
+        assert_eq!(t.current(b"k"), Some((KeyAt { modified: rev(3), created: rev(2), version: 2 }, 0)));
+        t.put(b"k", rev(4), Some(9));
+        assert!(t.tombstone(b"k", rev(5)));
+        assert_eq!(t.current(b"k"), None, "deleted");
+        assert_eq!(t.put(b"k", rev(6), None), None, "a put after a delete starts a new generation");
+        assert_eq!(t.current(b"k"), Some((KeyAt { modified: rev(6), created: rev(6), version: 1 }, 0)));
+        assert_eq!(t.get(b"k", 4), Some(KeyAt { modified: rev(4), created: rev(2), version: 3 }));
     }
 }

@@ -5,6 +5,7 @@
 //! revision. Readers never wait on disk for one another; the applier's batches are short because commits between
 //! checkpoints do not fsync.
 
+use std::cell::OnceCell;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use cairn_api::etcdserverpb::{RangeRequest, RangeResponse};
@@ -86,7 +87,7 @@ fn load_state(backend: &Backend) -> Result<(State, Option<i64>), MvccError> {
         if tombstone {
             index.restore_tombstone(&kv.key, rev);
         } else {
-            index.restore_put(&kv.key, rev, kv.create_revision, kv.version);
+            index.restore_put(&kv.key, rev, kv.create_revision, kv.version, kv.lease);
         }
         current_rev = current_rev.max(rev.main);
         true
@@ -164,28 +165,14 @@ impl Store {
     /// A Range as etcd answers it; the header carries only the revision (the server fills in the rest).
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, MvccError> {
         let state = self.read_state();
-        let source = Committed { tx: self.backend().begin_read()? };
+        let source = Committed::new(self.backend());
         range::range(&state, &source, req, state.current_rev)
     }
 
     /// Every live key that has a lease, with the lease (the server rebuilds its lessor's attachments from
-    /// this on start): values are read one at a time, never all at once.
-    pub fn leased_keys(&self) -> Result<Vec<(Vec<u8>, i64)>, MvccError> {
-        let state = self.read_state();
-        let source = Committed { tx: self.backend().begin_read()? };
-        let mut revisions = Vec::new();
-        state.index.visit(crate::key_index::KeyRange::new(&[0], &[0]), state.current_rev, |_, at| {
-            revisions.push(at.modified);
-            true
-        });
-        let mut leased = Vec::new();
-        for rev in revisions {
-            let kv = source.kv(rev)?;
-            if kv.lease != 0 {
-                leased.push((kv.key, kv.lease));
-            }
-        }
-        Ok(leased)
+    /// this on start), from the index alone.
+    pub fn leased_keys(&self) -> Vec<(Vec<u8>, i64)> {
+        self.read_state().index.leased_keys()
     }
 
     /// Starts a batch of writes applied as one backend transaction.
@@ -204,15 +191,31 @@ impl Store {
     }
 }
 
-/// Key-values as committed in the backend.
+/// Key-values as committed in the backend, through one read transaction opened when first needed (a put that
+/// reads no value opens none).
 pub(crate) struct Committed {
-    pub tx: ReadTx,
+    backend: Arc<Backend>,
+    tx: OnceCell<ReadTx>,
+}
+
+impl Committed {
+    pub fn new(backend: Arc<Backend>) -> Self {
+        Committed { backend, tx: OnceCell::new() }
+    }
+
+    pub fn tx(&self) -> Result<&ReadTx, MvccError> {
+        if let Some(tx) = self.tx.get() {
+            return Ok(tx);
+        }
+        let tx = self.backend.begin_read()?;
+        Ok(self.tx.get_or_init(|| tx))
+    }
 }
 
 impl KvSource for Committed {
     fn kv(&self, rev: Revision) -> Result<KeyValue, MvccError> {
         let bytes = self
-            .tx
+            .tx()?
             .get(Table::Key, &rev.to_bytes(false))?
             .ok_or_else(|| MvccError::Corrupt(format!("revision {rev:?} is indexed but not stored")))?;
         KeyValue::decode(bytes.as_slice()).map_err(|e| MvccError::Corrupt(format!("revision {rev:?}: {e}")))

@@ -1,11 +1,12 @@
-//! Write coalescing under the HTTP/2 server: many small responses in one write.
+//! Write coalescing under HTTP/2 connections: many small frames in one write, on either side.
 //!
-//! hyper's HTTP/2 connection flushes after every turn of its task, and a turn often carries a single response:
-//! the task that answers a request wakes the connection, which runs next and writes that one response. When the
-//! raft loop answers a whole batch of requests at once, that is one syscall (and one loopback delivery on the
-//! client's side) per response. [`Corked`] buffers writes and holds the first flush of a burst back for one
-//! scheduler turn (the connection task yields to the tasks already queued, which add their responses), then writes
-//! everything at once, as Go's gRPC server does with its write loop.
+//! hyper's HTTP/2 connection flushes after every turn of its task, and a turn often carries a single message:
+//! the task that answers (or sends) a request wakes the connection, which runs next and writes that one message.
+//! When a server's raft loop answers a whole batch at once, or many client tasks send at once, that is one syscall
+//! (and one loopback delivery on the other side) per message. [`Corked`] buffers writes and holds the first flush
+//! of a burst back for one scheduler turn (the connection task yields to the tasks already queued, which add their
+//! messages), then writes everything at once, as Go's gRPC does with its write loop. The server wraps its accepted
+//! connections in it, and [`Client`](crate::Client) its own ([`CorkedConnector`]).
 //!
 //! A held flush is never lost: the connection task wakes itself before returning `Pending`, and the second flush
 //! writes. At most [`LIMIT`] bytes are held; a larger write drains the buffer first.
@@ -14,7 +15,11 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tonic::transport::Uri;
 
 /// Bytes held at most (four of h2's default 16 KiB frames); a write that does not fit drains them first.
 pub const LIMIT: usize = 64 * 1024;
@@ -129,6 +134,46 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Corked<S> {
             other => return other,
         }
         Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
+}
+
+/// A connector for tonic's [`Endpoint::connect_with_connector`](tonic::transport::Endpoint): TCP as tonic's own
+/// (no delay; any scheme, tonic adds TLS for `https`), each connection [`Corked`].
+#[derive(Debug, Clone)]
+pub struct CorkedConnector(HttpConnector);
+
+impl CorkedConnector {
+    pub fn new() -> Self {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        CorkedConnector(http)
+    }
+}
+
+impl Default for CorkedConnector {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl tower_service::Service<Uri> for CorkedConnector {
+    type Response = TokioIo<Corked<TcpStream>>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn std::future::Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.0.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.0.call(uri);
+        Box::pin(async move {
+            let tcp = connecting.await?.into_inner();
+            Ok(TokioIo::new(Corked::new(tcp)))
+        })
     }
 }
 

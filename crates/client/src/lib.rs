@@ -9,9 +9,11 @@
 //! - [`stream`]: watch and lease keep-alive streams ([`stream::Duplex`]), snapshot and observe
 //!   ([`stream::ServerStream`]).
 //! - [`ClientError`]: etcd's errors decoded from gRPC status, and transport errors.
+//! - [`cork`]: write coalescing under HTTP/2 connections, used by the client's connections and the server's.
 //!
 //! It must not know the server: only the wire types of cairn-api.
 
+pub mod cork;
 pub mod options;
 pub mod rpc;
 mod skip_verify;
@@ -241,7 +243,8 @@ impl Client {
                     last: e.to_string(),
                 })?;
             }
-            match tokio::time::timeout(opts.dial_timeout, endpoint.connect()).await {
+            let connecting = endpoint.connect_with_connector(cork::CorkedConnector::new());
+            match tokio::time::timeout(opts.dial_timeout, connecting).await {
                 Ok(Ok(channel)) => return Ok(Connection { index, channel }),
                 Ok(Err(e)) => last = e.to_string(),
                 Err(_) => last = "dial timeout".into(),

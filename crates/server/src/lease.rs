@@ -84,7 +84,7 @@ impl Leases {
         let backend = store.backend();
         let tx = backend.begin_read()?;
         let mut lessor = Lessor::recover(config, &tx).map_err(|e| ServerError::Startup(e.to_string()))?;
-        for (key, lease) in store.leased_keys()? {
+        for (key, lease) in store.leased_keys() {
             if lessor.attach(lease, [&key]).is_err() {
                 tracing::warn!(lease = format!("{lease:x}"), "a key names a lease that does not exist");
             }

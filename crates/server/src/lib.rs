@@ -16,7 +16,6 @@
 //! - [`http`]: `/health`, `/version` and the JSON gateway.
 //! - [`server`]: listeners, the services on one port, signals and shutdown.
 //! - [`authority`]: a shim under the HTTP/2 server that repairs Go clients' malformed `:authority`.
-//! - [`cork`]: write coalescing under the HTTP/2 server (a burst of responses in one write).
 //! - [`bootstrap`]: new cluster, joining an existing one, or restarting from the WAL, as etcd decides.
 //! - [`membership`]: members' names and URLs, durable in the backend, changed by applied conf changes.
 //! - [`membership_api`]: MemberAdd/Remove/Update/Promote and MoveLeader with etcd's checks.
@@ -32,7 +31,6 @@ pub mod bootstrap;
 pub mod compactor;
 pub mod concurrency;
 pub mod config;
-pub mod cork;
 pub mod election;
 pub mod error;
 pub mod http;

@@ -14,6 +14,7 @@ use cairn_api::etcdserverpb::maintenance_server::MaintenanceServer;
 use cairn_api::etcdserverpb::watch_server::WatchServer;
 use cairn_api::v3electionpb::election_server::ElectionServer;
 use cairn_api::v3lockpb::lock_server::LockServer;
+use cairn_client::cork::Corked;
 use cairn_mvcc::Store;
 use cairn_storage::Backend;
 use tokio::net::TcpListener;
@@ -21,7 +22,6 @@ use tokio::sync::watch;
 
 use crate::authority::AuthorityStream;
 use crate::config::{parse_host_port, split_urls, Config};
-use crate::cork::Corked;
 use crate::election::ElectionService;
 use crate::error::ServerError;
 use crate::kv::KvService;

@@ -112,7 +112,12 @@ impl Follow {
                 }
             }
             log.lock().unwrap().resumes += 1;
+            let from = member;
             member = (member + 1) % self.endpoints.len();
+            eprintln!(
+                "watch {}: the stream on {} ended; resuming on {} from revision {next}",
+                self.name, self.endpoints[from], self.endpoints[member]
+            );
         }
     }
 

@@ -159,6 +159,27 @@ impl Default for CorkedConnector {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// How grpc-go words a connection that could not be made; tonic turns the connector's error into an Unavailable
+/// status carrying this text, which is how a client knows the call never reached a server.
+const DIAL_FAILED: &str = "connection error: desc = \"transport: Error while dialing";
+
+/// A connection that could not be made.
+#[derive(Debug)]
+struct DialError(BoxError);
+
+impl std::fmt::Display for DialError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{DIAL_FAILED} {}\"", self.0)
+    }
+}
+
+impl std::error::Error for DialError {}
+
+/// True if `status` says the call failed because no connection could be made: nothing was sent.
+pub(crate) fn never_sent(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::Unavailable && status.message().starts_with(DIAL_FAILED)
+}
+
 impl tower_service::Service<Uri> for CorkedConnector {
     type Response = TokioIo<Corked<TcpStream>>;
     type Error = BoxError;
@@ -171,7 +192,7 @@ impl tower_service::Service<Uri> for CorkedConnector {
     fn call(&mut self, uri: Uri) -> Self::Future {
         let connecting = self.0.call(uri);
         Box::pin(async move {
-            let tcp = connecting.await?.into_inner();
+            let tcp = connecting.await.map_err(|e| DialError(e.into()))?.into_inner();
             Ok(TokioIo::new(Corked::new(tcp)))
         })
     }
@@ -242,6 +263,39 @@ mod tests {
         assert!(Pin::new(&mut c).poll_flush(&mut cx).is_pending());
         assert!(matches!(Pin::new(&mut c).poll_flush(&mut cx), Poll::Ready(Ok(()))));
         assert_eq!(c.inner.writes.last().map(Vec::as_slice), Some(&b"four"[..]));
+    }
+
+    async fn call_through_connector(port: u16) -> tonic::Status {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+            .unwrap()
+            .connect_with_connector_lazy(CorkedConnector::new());
+        let mut kv = cairn_api::etcdserverpb::kv_client::KvClient::new(channel);
+        kv.range(cairn_api::etcdserverpb::RangeRequest::default()).await.unwrap_err()
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_known_to_have_sent_nothing() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let status = call_through_connector(port).await;
+        assert!(never_sent(&status), "{status:?}");
+    }
+
+    #[tokio::test]
+    async fn a_connection_lost_after_it_was_made_may_have_sent_the_call() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            // Accept, read a little of the client's preface, then hang up.
+            if let Ok((mut socket, _)) = listener.accept().await {
+                let mut buf = [0u8; 16];
+                let _ = tokio::io::AsyncReadExt::read(&mut socket, &mut buf).await;
+            }
+        });
+        let status = call_through_connector(port).await;
+        assert!(!never_sent(&status), "{status:?}");
+        server.abort();
     }
 
     #[test]

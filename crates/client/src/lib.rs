@@ -146,6 +146,16 @@ pub struct Transport {
     pub keepalive: Option<Keepalive>,
 }
 
+/// Whether a call may be sent again after a transport failure, as clientv3's retry policies say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// Reads, and what etcd's client repeats too (lease grant and revoke, alarms, auth reads).
+    Repeatable,
+    /// Writes: sent again only if the failed call never reached a server (the connection could not be made),
+    /// since a write that was sent may have been applied.
+    Once,
+}
+
 #[derive(Debug)]
 struct Connection {
     index: usize,
@@ -273,9 +283,9 @@ impl Client {
         req
     }
 
-    /// Runs `call` on the current connection; on a transport failure (not an etcd error), tries the next
-    /// endpoint once.
-    async fn with_failover<T, F, Fut>(&self, call: F) -> Result<T>
+    /// Runs `call` on the current connection; on a transport failure (not an etcd error), moves to the next
+    /// endpoint and, if `retry` allows it for this failure, calls once more there.
+    async fn with_failover<T, F, Fut>(&self, retry: Retry, call: F) -> Result<T>
     where
         F: Fn(Channel) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<T, Status>>,
@@ -288,7 +298,11 @@ impl Client {
                     && self.endpoints.len() > 1 =>
             {
                 self.failover().await?;
-                Ok(call(self.channel()).await?)
+                if retry == Retry::Repeatable || cork::never_sent(&s) {
+                    Ok(call(self.channel()).await?)
+                } else {
+                    Err(s.into())
+                }
             }
             Err(s) => Err(s.into()),
         }
@@ -306,7 +320,7 @@ impl Client {
         opts: PutOptions,
     ) -> Result<PutResponse> {
         let req = opts.into_request(key.into(), value.into());
-        self.with_failover(|ch| {
+        self.with_failover(Retry::Once, |ch| {
             let r = self.request(req.clone());
             async move { KvClient::new(ch).put(r).await.map(tonic::Response::into_inner) }
         })
@@ -315,7 +329,7 @@ impl Client {
 
     pub async fn get(&self, key: impl Into<Vec<u8>>, opts: GetOptions) -> Result<RangeResponse> {
         let req = opts.into_request(key.into());
-        self.with_failover(|ch| {
+        self.with_failover(Retry::Repeatable, |ch| {
             let r = self.request(req.clone());
             async move { KvClient::new(ch).range(r).await.map(tonic::Response::into_inner) }
         })
@@ -324,7 +338,7 @@ impl Client {
 
     pub async fn delete(&self, key: impl Into<Vec<u8>>, opts: DeleteOptions) -> Result<DeleteRangeResponse> {
         let req = opts.into_request(key.into());
-        self.with_failover(|ch| {
+        self.with_failover(Retry::Once, |ch| {
             let r = self.request(req.clone());
             async move { KvClient::new(ch).delete_range(r).await.map(tonic::Response::into_inner) }
         })
@@ -333,7 +347,7 @@ impl Client {
 
     pub async fn txn(&self, txn: Txn) -> Result<TxnResponse> {
         let req = txn.into_request();
-        self.with_failover(|ch| {
+        self.with_failover(Retry::Once, |ch| {
             let r = self.request(req.clone());
             async move { KvClient::new(ch).txn(r).await.map(tonic::Response::into_inner) }
         })
@@ -342,7 +356,7 @@ impl Client {
 
     pub async fn compact(&self, revision: i64, physical: bool) -> Result<CompactionResponse> {
         let req = CompactionRequest { revision, physical };
-        self.with_failover(|ch| {
+        self.with_failover(Retry::Once, |ch| {
             let r = self.request(req);
             async move { KvClient::new(ch).compact(r).await.map(tonic::Response::into_inner) }
         })
@@ -350,7 +364,7 @@ impl Client {
     }
 
     pub async fn status(&self) -> Result<StatusResponse> {
-        self.with_failover(|ch| {
+        self.with_failover(Retry::Repeatable, |ch| {
             let r = self.request(StatusRequest {});
             async move { MaintenanceClient::new(ch).status(r).await.map(tonic::Response::into_inner) }
         })
@@ -358,7 +372,7 @@ impl Client {
     }
 
     pub async fn member_list(&self) -> Result<MemberListResponse> {
-        self.with_failover(|ch| {
+        self.with_failover(Retry::Repeatable, |ch| {
             let r = self.request(MemberListRequest { linearizable: false });
             async move { ClusterClient::new(ch).member_list(r).await.map(tonic::Response::into_inner) }
         })

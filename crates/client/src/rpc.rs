@@ -1,6 +1,7 @@
 //! Thin typed wrappers over the generated stubs, one method per unary RPC: the request message in, the response
-//! message out, with the auth token attached and one endpoint failover on transport errors. The request types are
-//! the wire types of cairn-api, so every field etcd defines is reachable.
+//! message out, with the auth token attached and one endpoint failover on transport errors (calls clientv3 does
+//! not repeat are sent again only if they never reached a server). The request types are the wire types of
+//! cairn-api, so every field etcd defines is reachable.
 
 use cairn_api::etcdserverpb::auth_client::AuthClient;
 use cairn_api::etcdserverpb::cluster_client::ClusterClient;
@@ -30,16 +31,16 @@ use cairn_api::v3electionpb::{
 use cairn_api::v3lockpb::lock_client::LockClient;
 use cairn_api::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse};
 
-use crate::{Client, Result};
+use crate::{Client, Result, Retry};
 
 /// Defines `Client::$name(req) -> Result<$resp>` calling `$stub::$rpc`.
 macro_rules! unary {
-    ($( $(#[$doc:meta])* $name:ident: $stub:ident::$rpc:ident($req:ty) -> $resp:ty; )*) => {
+    ($( $(#[$doc:meta])* $name:ident: $retry:ident $stub:ident::$rpc:ident($req:ty) -> $resp:ty; )*) => {
         impl Client {
             $(
                 $(#[$doc])*
                 pub async fn $name(&self, req: $req) -> Result<$resp> {
-                    self.with_failover(|ch| {
+                    self.with_failover(Retry::$retry, |ch| {
                         let r = self.request(req.clone());
                         async move { $stub::new(ch).$rpc(r).await.map(tonic::Response::into_inner) }
                     })
@@ -52,49 +53,49 @@ macro_rules! unary {
 
 unary! {
     /// Grants a lease (`ID` 0: the server picks one).
-    lease_grant: LeaseClient::lease_grant(LeaseGrantRequest) -> LeaseGrantResponse;
-    lease_revoke: LeaseClient::lease_revoke(LeaseRevokeRequest) -> LeaseRevokeResponse;
-    lease_time_to_live: LeaseClient::lease_time_to_live(LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse;
-    lease_leases: LeaseClient::lease_leases(LeaseLeasesRequest) -> LeaseLeasesResponse;
+    lease_grant: Repeatable LeaseClient::lease_grant(LeaseGrantRequest) -> LeaseGrantResponse;
+    lease_revoke: Repeatable LeaseClient::lease_revoke(LeaseRevokeRequest) -> LeaseRevokeResponse;
+    lease_time_to_live: Repeatable LeaseClient::lease_time_to_live(LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse;
+    lease_leases: Repeatable LeaseClient::lease_leases(LeaseLeasesRequest) -> LeaseLeasesResponse;
 
-    member_add: ClusterClient::member_add(MemberAddRequest) -> MemberAddResponse;
-    member_remove: ClusterClient::member_remove(MemberRemoveRequest) -> MemberRemoveResponse;
-    member_update: ClusterClient::member_update(MemberUpdateRequest) -> MemberUpdateResponse;
-    member_promote: ClusterClient::member_promote(MemberPromoteRequest) -> MemberPromoteResponse;
+    member_add: Once ClusterClient::member_add(MemberAddRequest) -> MemberAddResponse;
+    member_remove: Once ClusterClient::member_remove(MemberRemoveRequest) -> MemberRemoveResponse;
+    member_update: Once ClusterClient::member_update(MemberUpdateRequest) -> MemberUpdateResponse;
+    member_promote: Once ClusterClient::member_promote(MemberPromoteRequest) -> MemberPromoteResponse;
 
     /// Lists, activates or deactivates alarms, as the request's action says.
-    alarm: MaintenanceClient::alarm(AlarmRequest) -> AlarmResponse;
-    defragment: MaintenanceClient::defragment(DefragmentRequest) -> DefragmentResponse;
-    hash_kv: MaintenanceClient::hash_kv(HashKvRequest) -> HashKvResponse;
-    move_leader: MaintenanceClient::move_leader(MoveLeaderRequest) -> MoveLeaderResponse;
+    alarm: Repeatable MaintenanceClient::alarm(AlarmRequest) -> AlarmResponse;
+    defragment: Once MaintenanceClient::defragment(DefragmentRequest) -> DefragmentResponse;
+    hash_kv: Repeatable MaintenanceClient::hash_kv(HashKvRequest) -> HashKvResponse;
+    move_leader: Repeatable MaintenanceClient::move_leader(MoveLeaderRequest) -> MoveLeaderResponse;
 
-    auth_enable: AuthClient::auth_enable(AuthEnableRequest) -> AuthEnableResponse;
-    auth_disable: AuthClient::auth_disable(AuthDisableRequest) -> AuthDisableResponse;
-    auth_status: AuthClient::auth_status(AuthStatusRequest) -> AuthStatusResponse;
-    user_add: AuthClient::user_add(AuthUserAddRequest) -> AuthUserAddResponse;
-    user_get: AuthClient::user_get(AuthUserGetRequest) -> AuthUserGetResponse;
-    user_list: AuthClient::user_list(AuthUserListRequest) -> AuthUserListResponse;
-    user_delete: AuthClient::user_delete(AuthUserDeleteRequest) -> AuthUserDeleteResponse;
+    auth_enable: Repeatable AuthClient::auth_enable(AuthEnableRequest) -> AuthEnableResponse;
+    auth_disable: Repeatable AuthClient::auth_disable(AuthDisableRequest) -> AuthDisableResponse;
+    auth_status: Repeatable AuthClient::auth_status(AuthStatusRequest) -> AuthStatusResponse;
+    user_add: Once AuthClient::user_add(AuthUserAddRequest) -> AuthUserAddResponse;
+    user_get: Repeatable AuthClient::user_get(AuthUserGetRequest) -> AuthUserGetResponse;
+    user_list: Repeatable AuthClient::user_list(AuthUserListRequest) -> AuthUserListResponse;
+    user_delete: Once AuthClient::user_delete(AuthUserDeleteRequest) -> AuthUserDeleteResponse;
     user_change_password:
-        AuthClient::user_change_password(AuthUserChangePasswordRequest) -> AuthUserChangePasswordResponse;
-    user_grant_role: AuthClient::user_grant_role(AuthUserGrantRoleRequest) -> AuthUserGrantRoleResponse;
-    user_revoke_role: AuthClient::user_revoke_role(AuthUserRevokeRoleRequest) -> AuthUserRevokeRoleResponse;
-    role_add: AuthClient::role_add(AuthRoleAddRequest) -> AuthRoleAddResponse;
-    role_get: AuthClient::role_get(AuthRoleGetRequest) -> AuthRoleGetResponse;
-    role_list: AuthClient::role_list(AuthRoleListRequest) -> AuthRoleListResponse;
-    role_delete: AuthClient::role_delete(AuthRoleDeleteRequest) -> AuthRoleDeleteResponse;
+        Once AuthClient::user_change_password(AuthUserChangePasswordRequest) -> AuthUserChangePasswordResponse;
+    user_grant_role: Once AuthClient::user_grant_role(AuthUserGrantRoleRequest) -> AuthUserGrantRoleResponse;
+    user_revoke_role: Once AuthClient::user_revoke_role(AuthUserRevokeRoleRequest) -> AuthUserRevokeRoleResponse;
+    role_add: Once AuthClient::role_add(AuthRoleAddRequest) -> AuthRoleAddResponse;
+    role_get: Repeatable AuthClient::role_get(AuthRoleGetRequest) -> AuthRoleGetResponse;
+    role_list: Repeatable AuthClient::role_list(AuthRoleListRequest) -> AuthRoleListResponse;
+    role_delete: Once AuthClient::role_delete(AuthRoleDeleteRequest) -> AuthRoleDeleteResponse;
     role_grant_permission:
-        AuthClient::role_grant_permission(AuthRoleGrantPermissionRequest) -> AuthRoleGrantPermissionResponse;
+        Once AuthClient::role_grant_permission(AuthRoleGrantPermissionRequest) -> AuthRoleGrantPermissionResponse;
     role_revoke_permission:
-        AuthClient::role_revoke_permission(AuthRoleRevokePermissionRequest) -> AuthRoleRevokePermissionResponse;
+        Once AuthClient::role_revoke_permission(AuthRoleRevokePermissionRequest) -> AuthRoleRevokePermissionResponse;
 
     /// Blocks until the lock named in the request is held by its lease.
-    lock: LockClient::lock(LockRequest) -> LockResponse;
-    unlock: LockClient::unlock(UnlockRequest) -> UnlockResponse;
+    lock: Once LockClient::lock(LockRequest) -> LockResponse;
+    unlock: Once LockClient::unlock(UnlockRequest) -> UnlockResponse;
 
     /// Blocks until the lease becomes leader of the election.
-    campaign: ElectionClient::campaign(CampaignRequest) -> CampaignResponse;
-    proclaim: ElectionClient::proclaim(ProclaimRequest) -> ProclaimResponse;
-    leader: ElectionClient::leader(LeaderRequest) -> LeaderResponse;
-    resign: ElectionClient::resign(ResignRequest) -> ResignResponse;
+    campaign: Once ElectionClient::campaign(CampaignRequest) -> CampaignResponse;
+    proclaim: Once ElectionClient::proclaim(ProclaimRequest) -> ProclaimResponse;
+    leader: Repeatable ElectionClient::leader(LeaderRequest) -> LeaderResponse;
+    resign: Once ElectionClient::resign(ResignRequest) -> ResignResponse;
 }

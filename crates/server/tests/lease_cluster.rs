@@ -1,6 +1,8 @@
 //! Leases in a 3-member cluster: grants, keep-alives and time-to-live sent to a follower reach the leader;
 //! killing the leader does not expire a lease early (the new leader restarts deadlines from the TTL plus an
-//! election timeout, as etcd), and a lease nobody keeps alive still expires under the new leader.
+//! election timeout, as etcd), and a lease nobody keeps alive still expires under the new leader. With lease
+//! checkpoints a long lease keeps what it had left across the leader change instead of starting its TTL again;
+//! without them it starts again (both are checked, so the first check can fail).
 
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
 
@@ -64,4 +66,45 @@ async fn leases_go_through_followers_and_outlive_a_leader_kill() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+const LONG_TTL: i64 = 30;
+/// How long the lease runs under the first leader before it is killed.
+const BEFORE_KILL: Duration = Duration::from_secs(5);
+
+/// Grants a long lease on a 3-member cluster started with `extra`, lets it run [`BEFORE_KILL`], kills the
+/// leader and returns the TTL the new leader reports.
+async fn ttl_after_leader_kill(extra: &[&str]) -> i64 {
+    let mut cluster = Cluster::start(3, extra);
+    let leader = cluster.wait_leader().await;
+    let survivors = [(leader + 1) % 3, (leader + 2) % 3];
+    for &s in &survivors {
+        cluster.wait_published(s, 3).await;
+    }
+    let c = cluster.client(leader).await;
+    c.lease_grant(LeaseGrantRequest { id: 0x88, ttl: LONG_TTL }).await.unwrap();
+    tokio::time::sleep(BEFORE_KILL).await;
+    cluster.kill9(leader);
+    let new_leader = cluster.wait_leader_among(&survivors).await;
+    let c = cluster.client(new_leader).await;
+    let left = c.lease_time_to_live(LeaseTimeToLiveRequest { id: 0x88, keys: false }).await.unwrap();
+    assert_eq!(left.granted_ttl, LONG_TTL);
+    eprintln!("TTL left after the leader change with {extra:?}: {} s", left.ttl);
+    left.ttl
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_checkpoints_a_long_lease_keeps_its_remaining_ttl_across_a_leader_change() {
+    let ttl = ttl_after_leader_kill(&["--experimental-lease-checkpoint-interval=1s"]).await;
+    // Checkpointed about a second before the kill: at most TTL - 4 s left, plus the election extension (1 s).
+    assert!(
+        (10..=LONG_TTL - 2).contains(&ttl),
+        "the new leader should count from the checkpointed remaining TTL, got {ttl}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_checkpoints_a_long_lease_starts_its_ttl_again_under_a_new_leader() {
+    let ttl = ttl_after_leader_kill(&["--experimental-enable-lease-checkpoint=false"]).await;
+    assert!(ttl > LONG_TTL - 2, "without checkpoints the new leader restarts the whole TTL, got {ttl}");
 }

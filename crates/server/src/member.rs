@@ -81,9 +81,21 @@ impl MemberState {
 
     /// Proposes a membership change and waits until it is applied.
     pub async fn conf_change(&self, change: ConfChange, member: Option<Member>) -> Result<(), EtcdError> {
+        self.conf_change_unless(change, member, None).await
+    }
+
+    /// As [`MemberState::conf_change`]; a promotion whose learner is ready is answered with `refusal` if given
+    /// (the strict reconfiguration check, which etcd makes after the readiness check).
+    pub async fn conf_change_unless(
+        &self,
+        change: ConfChange,
+        member: Option<Member>,
+        refusal: Option<EtcdError>,
+    ) -> Result<(), EtcdError> {
         self.check_running()?;
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Command::ConfChange { change, member, reply }).await.map_err(|_| EtcdError::Stopped)?;
+        let command = Command::ConfChange { change, member, refusal, reply };
+        self.tx.send(command).await.map_err(|_| EtcdError::Stopped)?;
         match tokio::time::timeout(self.request_timeout, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(EtcdError::Stopped),

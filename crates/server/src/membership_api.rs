@@ -105,7 +105,7 @@ impl<F: Fn(u64) -> Option<Instant>> Health<'_, F> {
 }
 
 /// Logs a refused change as etcd does, and passes the refusal on.
-fn refused(what: &str, e: EtcdError) -> EtcdError {
+pub(crate) fn refused(what: &str, e: EtcdError) -> EtcdError {
     tracing::warn!(request = what, error = %e, "rejecting member request; reconfiguration could break the quorum");
     e
 }
@@ -188,12 +188,14 @@ pub async fn promote(m: &MemberState, id: u64) -> Result<MemberPromoteResponse, 
         Some(x) if !x.is_learner => return Err(EtcdError::MemberNotLearner.into()),
         Some(_) => {}
     }
-    // The leader decides (a follower forwards the promotion); etcd checks the learner's progress first, which
-    // the node loop does when the promotion is proposed.
-    if m.strict_reconfig_check && m.shared.leader.load(Ordering::SeqCst) == m.shared.member_id {
-        health(m, &current).may_promote().map_err(|e| Status::from(refused("member promote", e)))?;
-    }
-    match m.conf_change(change(ConfChangeType::AddNode, id), None).await {
+    // The leader decides (a follower forwards the promotion). etcd checks the learner's progress first, which
+    // the node loop does when the promotion is proposed, and then the strict check made here.
+    let refusal = if m.strict_reconfig_check && m.shared.leader.load(Ordering::SeqCst) == m.shared.member_id {
+        health(m, &current).may_promote().err()
+    } else {
+        None
+    };
+    match m.conf_change_unless(change(ConfChangeType::AddNode, id), None, refusal).await {
         Ok(()) => Ok(MemberPromoteResponse { header: m.header(0), members: m.shared.members().list() }),
         // Only the leader knows whether the learner caught up: ask it.
         Err(EtcdError::NotLeader) => forward_promote(m, id).await,

@@ -85,10 +85,12 @@ pub enum Command {
         path: PathBuf,
     },
     /// A membership change (the context is filled in by the loop); answered once applied. Promoting a learner
-    /// (AddNode of a learner) is refused unless this member leads and the learner has caught up.
+    /// (AddNode of a learner) is refused unless this member leads and the learner has caught up, and then with
+    /// `refusal` if the caller's strict reconfiguration check failed (etcd checks in that order).
     ConfChange {
         change: ConfChange,
         member: Option<cairn_api::etcdserverpb::Member>,
+        refusal: Option<EtcdError>,
         reply: oneshot::Sender<Result<(), EtcdError>>,
     },
     /// Hand leadership to this member (MoveLeader).
@@ -279,7 +281,9 @@ impl Node {
                     tracing::warn!(error = %e, "snapshot message refused");
                 }
             }
-            Command::ConfChange { change, member, reply } => self.propose_conf_change(change, member, reply),
+            Command::ConfChange { change, member, refusal, reply } => {
+                self.propose_conf_change(change, member, refusal, reply)
+            }
             Command::TransferLeader(to) => self.raw.transfer_leader(to),
             Command::Removed => self.removed = true,
         }

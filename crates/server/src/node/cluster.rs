@@ -19,6 +19,7 @@ impl Node {
         &mut self,
         mut change: ConfChange,
         member: Option<cairn_api::etcdserverpb::Member>,
+        refusal: Option<EtcdError>,
         reply: oneshot::Sender<Result<(), EtcdError>>,
     ) {
         let promoting = change.change_type == ConfChangeType::AddNode
@@ -36,6 +37,10 @@ impl Node {
                 let _ = reply.send(Err(EtcdError::LearnerNotReady));
                 return;
             }
+        }
+        if let Some(e) = refusal {
+            let _ = reply.send(Err(crate::membership_api::refused("member promote", e)));
+            return;
         }
         self.next_id += 1;
         let id = self.next_id;

@@ -76,13 +76,13 @@ impl Cluster {
             let name = format!("m{i}");
             let log = std::fs::File::create(cluster.dir.path().join(format!("{name}.log")))?;
             let child = Command::new(bin)
-                .arg(format!("--name={name}"))
-                .arg(format!("--data-dir={}", cluster.dir.path().join(&name).display()))
-                .arg(format!("--listen-client-urls={client_url}"))
-                .arg(format!("--advertise-client-urls={client_url}"))
-                .arg(format!("--listen-peer-urls={peer_url}"))
-                .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-                .arg(format!("--initial-cluster={initial}"))
+                .args(launch::member_args(
+                    &name,
+                    &cluster.dir.path().join(&name),
+                    &client_url,
+                    peer_url,
+                    &initial,
+                ))
                 .arg("--initial-cluster-state=new")
                 .arg("--initial-cluster-token=cairn-bench")
                 .stdout(Stdio::null())

@@ -71,13 +71,7 @@ impl Member {
         let peer = format!("http://127.0.0.1:{peer_port}");
         let log = dir.join(format!("{name}.log"));
         let child = Command::new(common::cairn_binary().unwrap())
-            .arg(format!("--name={name}"))
-            .arg(format!("--data-dir={}", dir.join(name).display()))
-            .arg(format!("--listen-client-urls={client}"))
-            .arg(format!("--advertise-client-urls={client}"))
-            .arg(format!("--listen-peer-urls={peer}"))
-            .arg(format!("--initial-advertise-peer-urls={peer}"))
-            .arg(format!("--initial-cluster={cluster}"))
+            .args(common::launch::member_args(name, &dir.join(name), &client, &peer, cluster))
             .arg("--initial-cluster-token=restored")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())

@@ -34,12 +34,7 @@ fn spawn_cairn(dir: &std::path::Path, client_port: u16, peer_port: u16) -> std::
     let peer = format!("http://127.0.0.1:{peer_port}");
     let client = format!("http://127.0.0.1:{client_port}");
     Command::new(Server::binary(Kind::Cairn))
-        .arg(format!("--data-dir={}", dir.join("data").display()))
-        .arg(format!("--listen-client-urls={client}"))
-        .arg(format!("--advertise-client-urls={client}"))
-        .arg(format!("--listen-peer-urls={peer}"))
-        .arg(format!("--initial-advertise-peer-urls={peer}"))
-        .arg(format!("--initial-cluster=default={peer}"))
+        .args(launch::member_args("default", &dir.join("data"), &client, &peer, &format!("default={peer}")))
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()

@@ -100,13 +100,13 @@ impl Server {
         let peer = format!("http://127.0.0.1:{peer_port}");
         let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
         let child = Command::new(binary)
-            .arg("--name=default")
-            .arg(format!("--data-dir={}", dir.path().join("data").display()))
-            .arg(format!("--listen-client-urls={client}"))
-            .arg(format!("--advertise-client-urls={client}"))
-            .arg(format!("--listen-peer-urls={peer}"))
-            .arg(format!("--initial-advertise-peer-urls={peer}"))
-            .arg(format!("--initial-cluster=default={peer}"))
+            .args(launch::member_args(
+                "default",
+                &dir.path().join("data"),
+                &client,
+                &peer,
+                &format!("default={peer}"),
+            ))
             .args(tls_args)
             .stdout(Stdio::null())
             .stderr(log)

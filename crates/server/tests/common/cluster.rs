@@ -56,13 +56,13 @@ impl Member {
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("server.log")).unwrap();
         let child = Command::new(Server::binary(self.kind))
-            .arg(format!("--name={}", self.name))
-            .arg(format!("--data-dir={}", self.dir.join("data").display()))
-            .arg(format!("--listen-client-urls={}", self.client_url()))
-            .arg(format!("--advertise-client-urls={}", self.client_url()))
-            .arg(format!("--listen-peer-urls={}", self.peer_url()))
-            .arg(format!("--initial-advertise-peer-urls={}", self.peer_url()))
-            .arg(format!("--initial-cluster={}", self.initial_cluster))
+            .args(launch::member_args(
+                &self.name,
+                &self.dir.join("data"),
+                &self.client_url(),
+                &self.peer_url(),
+                &self.initial_cluster,
+            ))
             .arg(format!("--initial-cluster-state={}", self.state))
             .arg("--logger=capnslog")
             .args(&self.extra)

@@ -64,6 +64,26 @@ fn claim(port: u16) -> bool {
     }
 }
 
+/// The flags (etcd's names, which cairn shares) that place one member: its name, data dir, client and peer
+/// URLs (each listened on and advertised), and the initial cluster it belongs to.
+pub fn member_args(
+    name: &str,
+    data_dir: &Path,
+    client_url: &str,
+    peer_url: &str,
+    initial_cluster: &str,
+) -> [String; 7] {
+    [
+        format!("--name={name}"),
+        format!("--data-dir={}", data_dir.display()),
+        format!("--listen-client-urls={client_url}"),
+        format!("--advertise-client-urls={client_url}"),
+        format!("--listen-peer-urls={peer_url}"),
+        format!("--initial-advertise-peer-urls={peer_url}"),
+        format!("--initial-cluster={initial_cluster}"),
+    ]
+}
+
 /// A free loopback port outside the ephemeral range, not handed out before by this process.
 pub fn free_port() -> u16 {
     let (low, high) = ephemeral_range();

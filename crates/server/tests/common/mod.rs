@@ -158,13 +158,13 @@ impl Server {
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("server.log")).unwrap();
         let child = Command::new(Self::binary(self.kind))
-            .arg("--name=default")
-            .arg(format!("--data-dir={}", self.dir.join("data").display()))
-            .arg(format!("--listen-client-urls={client}"))
-            .arg(format!("--advertise-client-urls={client}"))
-            .arg(format!("--listen-peer-urls={peer}"))
-            .arg(format!("--initial-advertise-peer-urls={peer}"))
-            .arg(format!("--initial-cluster=default={peer}"))
+            .args(launch::member_args(
+                "default",
+                &self.dir.join("data"),
+                &client,
+                &peer,
+                &format!("default={peer}"),
+            ))
             .args(&self.extra)
             .env_remove("ETCDCTL_API")
             .stdout(Stdio::null())

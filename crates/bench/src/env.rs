@@ -25,13 +25,17 @@ fn connect_options() -> ConnectOptions {
 }
 
 impl Env {
-    /// `conns` connections, spread round-robin over the endpoints.
-    pub async fn connect(&self) -> anyhow::Result<Vec<Client>> {
+    /// The endpoint of each of the `conns` connections: round-robin over the endpoints.
+    pub fn connection_urls(&self) -> anyhow::Result<impl Iterator<Item = &String>> {
         anyhow::ensure!(self.conns > 0, "--conns must be at least 1");
         anyhow::ensure!(!self.endpoints.is_empty(), "--endpoints must name at least one endpoint");
+        Ok(self.endpoints.iter().cycle().take(self.conns))
+    }
+
+    /// `conns` connections, spread round-robin over the endpoints.
+    pub async fn connect(&self) -> anyhow::Result<Vec<Client>> {
         let mut connections = Vec::with_capacity(self.conns);
-        for i in 0..self.conns {
-            let url = &self.endpoints[i % self.endpoints.len()];
+        for url in self.connection_urls()? {
             connections.push(
                 Client::connect([url], connect_options())
                     .await

@@ -56,22 +56,27 @@ pub async fn run(env: &Env, spec: &LockSpec) -> anyhow::Result<Report> {
             .context("granting a lease")?;
         leases.push(resp.id);
     }
+    // Histograms are made before the clock starts, and merged after it stops.
+    let histograms = leases.iter().map(|_| new_histogram()).collect::<anyhow::Result<Vec<_>>>()?;
     let phase = env.probe.start()?;
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(spec.contenders);
-    for (i, lease) in leases.iter().enumerate() {
+    for (i, (lease, latencies)) in leases.iter().zip(histograms).enumerate() {
         let client = connections[i % connections.len()].clone();
         let (spec, shared, lease) = (spec.clone(), Arc::clone(&shared), *lease);
-        tasks.push(tokio::spawn(async move { contend(client, &spec, &shared, lease).await }));
+        tasks.push(tokio::spawn(async move { contend(client, &spec, &shared, lease, latencies).await }));
     }
+    let mut finished = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        finished.push(task.await.context("a contender task panicked")??);
+    }
+    let elapsed = finished.iter().map(|(.., at)| at.saturating_duration_since(started)).max().unwrap_or_default();
     let mut latencies = new_histogram()?;
     let mut errors = Errors::default();
-    for task in tasks {
-        let (h, e) = task.await.context("a contender task panicked")??;
+    for (h, e, _) in finished {
         latencies.add(&h).context("merging latency histograms")?;
         errors.merge(e);
     }
-    let elapsed = started.elapsed();
     let server = crate::usage::finish(phase.as_ref())?;
     shared.bar.finish_and_clear();
     for (i, lease) in leases.iter().enumerate() {
@@ -89,8 +94,8 @@ async fn contend(
     spec: &LockSpec,
     shared: &Shared,
     lease: i64,
-) -> anyhow::Result<(Histogram<u64>, Errors)> {
-    let mut latencies = new_histogram()?;
+    mut latencies: Histogram<u64>,
+) -> anyhow::Result<(Histogram<u64>, Errors, Instant)> {
     let mut errors = Errors::default();
     loop {
         let n = shared.next.fetch_add(1, Ordering::Relaxed);
@@ -118,5 +123,5 @@ async fn contend(
         }
         shared.bar.inc(1);
     }
-    Ok((latencies, errors))
+    Ok((latencies, errors, Instant::now()))
 }

@@ -24,6 +24,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod cluster;
 mod compare;
+mod direct;
 mod env;
 mod keys;
 mod lease;

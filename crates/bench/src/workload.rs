@@ -14,8 +14,8 @@ use cairn_api::etcdserverpb::request_op::Request as OpRequest;
 use cairn_api::etcdserverpb::{PutRequest, RangeRequest, RequestOp, TxnRequest};
 use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
-use tonic::transport::Channel;
 
+use crate::direct::Direct;
 use crate::env::Env;
 use crate::keys::{encode_key, seed_for, KeyChoice, SplitMix64};
 use crate::rate::RateLimiter;
@@ -92,34 +92,42 @@ pub async fn run(env: &Env, spec: &KvSpec) -> anyhow::Result<Report> {
             spec.keys.space()
         );
     }
-    let connections = env.connect().await?;
+    let connections = crate::direct::connect_all(env).await?;
     let bar = env.progress.bar(spec.total, spec.op.name());
     let shared = Arc::new(Shared { next: AtomicU64::new(0), limiter: RateLimiter::new(spec.rate), bar });
+    // Histograms are made before the clock starts: zeroing a hundred of them is not the server's time.
+    let mixed = matches!(spec.op, Op::TxnMixed { .. });
+    let latencies = (0..spec.clients).map(|_| Latencies::new(mixed)).collect::<anyhow::Result<Vec<_>>>()?;
     let phase = env.probe.start()?;
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(spec.clients);
-    for i in 0..spec.clients {
+    for (i, latencies) in latencies.into_iter().enumerate() {
         // The generated stub on the client's connection: nothing but the request on the measured path.
-        let kv = connections[i % connections.len()].kv_client();
+        let kv = connections[i % connections.len()].clone();
         let spec = spec.clone();
         let shared = Arc::clone(&shared);
-        tasks.push(tokio::spawn(async move { client_loop(kv, &spec, &shared, seed_for(i)).await }));
+        tasks.push(tokio::spawn(async move { client_loop(kv, &spec, &shared, latencies, seed_for(i)).await }));
     }
-    let mut all = Latencies::new()?;
+    let mut finished = Vec::with_capacity(tasks.len());
     for task in tasks {
-        all.merge(task.await.context("a client task panicked")??)?;
+        finished.push(task.await.context("a client task panicked")??);
     }
-    let elapsed = started.elapsed();
+    // The run ends with its last answer; merging the histograms afterwards is not part of it.
+    let elapsed = finished.iter().map(|(_, at)| at.saturating_duration_since(started)).max().unwrap_or_default();
+    let mut all = Latencies::new(mixed)?;
+    for (latencies, _) in finished {
+        all.merge(latencies)?;
+    }
     shared.bar.finish_and_clear();
     let mut report = Report::new(spec.op.name(), "requests", Summary::new(&all.all, all.errors, elapsed));
     report.server = crate::usage::finish(phase.as_ref())?;
-    if let Op::TxnMixed { .. } = spec.op {
+    if let Some((reads, writes)) = &all.split {
         let p99 = |h: &Histogram<u64>| h.value_at_quantile(0.99) as f64 / 1000.0;
         report = report
-            .detail("reads", all.reads.len() as f64)
-            .detail("writes", all.writes.len() as f64)
-            .detail("read_p99_ms", p99(&all.reads))
-            .detail("write_p99_ms", p99(&all.writes));
+            .detail("reads", reads.len() as f64)
+            .detail("writes", writes.len() as f64)
+            .detail("read_p99_ms", p99(reads))
+            .detail("write_p99_ms", p99(writes));
     }
     Ok(report)
 }
@@ -130,40 +138,38 @@ struct Shared {
     bar: ProgressBar,
 }
 
-/// One client's latencies: all requests, and reads and writes apart (txn-mixed).
+/// One client's latencies: all requests, and for txn-mixed reads and writes apart.
 struct Latencies {
     all: Histogram<u64>,
-    reads: Histogram<u64>,
-    writes: Histogram<u64>,
+    split: Option<(Histogram<u64>, Histogram<u64>)>,
     errors: Errors,
 }
 
 impl Latencies {
-    fn new() -> anyhow::Result<Self> {
-        Ok(Latencies {
-            all: new_histogram()?,
-            reads: new_histogram()?,
-            writes: new_histogram()?,
-            errors: Errors::default(),
-        })
+    fn new(split: bool) -> anyhow::Result<Self> {
+        let split = if split { Some((new_histogram()?, new_histogram()?)) } else { None };
+        Ok(Latencies { all: new_histogram()?, split, errors: Errors::default() })
     }
 
     fn merge(&mut self, other: Latencies) -> anyhow::Result<()> {
         self.all.add(&other.all).context("merging latency histograms")?;
-        self.reads.add(&other.reads).context("merging latency histograms")?;
-        self.writes.add(&other.writes).context("merging latency histograms")?;
+        if let (Some((reads, writes)), Some((other_reads, other_writes))) = (&mut self.split, &other.split) {
+            reads.add(other_reads).context("merging latency histograms")?;
+            writes.add(other_writes).context("merging latency histograms")?;
+        }
         self.errors.merge(other.errors);
         Ok(())
     }
 }
 
+/// Sends requests until the run's total is reached; returns the latencies and when the last answer came.
 async fn client_loop(
-    mut kv: KvClient<Channel>,
+    mut kv: KvClient<Direct>,
     spec: &KvSpec,
     shared: &Shared,
+    mut latencies: Latencies,
     seed: u64,
-) -> anyhow::Result<Latencies> {
-    let mut latencies = Latencies::new()?;
+) -> anyhow::Result<(Latencies, Instant)> {
     let mut rng = SplitMix64(seed);
     let value = vec![b'v'; spec.val_size];
     loop {
@@ -182,15 +188,15 @@ async fn client_loop(
         };
         let latency = start.elapsed();
         record(&mut latencies.all, latency);
-        if let Op::TxnMixed { .. } = spec.op {
-            record(if is_read { &mut latencies.reads } else { &mut latencies.writes }, latency);
+        if let Some((reads, writes)) = &mut latencies.split {
+            record(if is_read { reads } else { writes }, latency);
         }
         if let Err(status) = outcome {
             latencies.errors.add(status);
         }
         shared.bar.inc(1);
     }
-    Ok(latencies)
+    Ok((latencies, Instant::now()))
 }
 
 #[derive(Debug, Clone, PartialEq)]

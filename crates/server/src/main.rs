@@ -3,6 +3,11 @@
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+/// Every request allocates its frames, messages and futures: mimalloc's thread-local pages cost about half of what
+/// glibc's malloc does on the put path, and keep the resident set as small.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cfg = match cairn_server::config::Config::parse().resolve() {
         Ok(c) => c,

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use cairn_api::etcdserverpb::kv_client::KvClient;
 use cairn_api::etcdserverpb::request_op::Request as OpRequest;
-use cairn_api::etcdserverpb::{PutRequest, RangeRequest, RequestOp, TxnRequest};
+use cairn_api::etcdserverpb::{
+    PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp, TxnRequest, TxnResponse,
+};
 use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
 
@@ -102,7 +103,7 @@ pub async fn run(env: &Env, spec: &KvSpec) -> anyhow::Result<Report> {
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(spec.clients);
     for (i, latencies) in latencies.into_iter().enumerate() {
-        // The generated stub on the client's connection: nothing but the request on the measured path.
+        // The client's connection: nothing but the request on the measured path.
         let kv = connections[i % connections.len()].clone();
         let spec = spec.clone();
         let shared = Arc::clone(&shared);
@@ -164,7 +165,7 @@ impl Latencies {
 
 /// Sends requests until the run's total is reached; returns the latencies and when the last answer came.
 async fn client_loop(
-    mut kv: KvClient<Direct>,
+    mut kv: Direct,
     spec: &KvSpec,
     shared: &Shared,
     mut latencies: Latencies,
@@ -182,9 +183,9 @@ async fn client_loop(
         let is_read = request.is_read();
         let start = Instant::now();
         let outcome = match request {
-            Request::Put(r) => kv.put(r).await.map(|_| ()),
-            Request::Range(r) => kv.range(r).await.map(|_| ()),
-            Request::Txn(r) => kv.txn(r).await.map(|_| ()),
+            Request::Put(r) => kv.unary::<_, PutResponse>("/etcdserverpb.KV/Put", &r).await.map(|_| ()),
+            Request::Range(r) => kv.unary::<_, RangeResponse>("/etcdserverpb.KV/Range", &r).await.map(|_| ()),
+            Request::Txn(r) => kv.unary::<_, TxnResponse>("/etcdserverpb.KV/Txn", &r).await.map(|_| ()),
         };
         let latency = start.elapsed();
         record(&mut latencies.all, latency);

@@ -124,9 +124,56 @@ impl From<EtcdError> for Status {
     }
 }
 
+/// tonic's refusal of a message over a size limit, reworded as grpc-go's (what etcd answers and its clients
+/// print): "Error, decoded message length too large: found N bytes, the limit is: M bytes" (OutOfRange) becomes
+/// "grpc: received message larger than max (N vs. M)" (ResourceExhausted), and the encoded one "grpc: trying to
+/// send message larger than max (N vs. M)". Any other status gives None.
+#[must_use]
+pub fn go_size_limit(status: &Status) -> Option<Status> {
+    if status.code() != Code::OutOfRange {
+        return None;
+    }
+    let message = status.message();
+    let (verb, rest) =
+        if let Some(rest) = message.strip_prefix("Error, decoded message length too large: found ") {
+            ("received", rest)
+        } else {
+            ("trying to send", message.strip_prefix("Error, encoded message length too large: found ")?)
+        };
+    let (found, rest) = rest.split_once(" bytes, the limit is: ")?;
+    let limit = rest.strip_suffix(" bytes")?;
+    Some(Status::resource_exhausted(format!("grpc: {verb} message larger than max ({found} vs. {limit})")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// etcd 3.4's answer to a put of a 3,000,000-byte value (over --max-request-bytes plus gRPC's 512 KiB).
+    #[test]
+    fn size_limits_read_as_grpc_gos() {
+        let tonic = Status::out_of_range(
+            "Error, decoded message length too large: found 3000015 bytes, the limit is: 2097152 bytes",
+        );
+        let go = go_size_limit(&tonic).expect("a size limit");
+        assert_eq!(go.code(), Code::ResourceExhausted);
+        assert_eq!(go.message(), "grpc: received message larger than max (3000015 vs. 2097152)");
+        let sent = Status::out_of_range(
+            "Error, encoded message length too large: found 9 bytes, the limit is: 4 bytes",
+        );
+        assert_eq!(
+            go_size_limit(&sent).map(|s| s.message().to_owned()).as_deref(),
+            Some("grpc: trying to send message larger than max (9 vs. 4)")
+        );
+        assert!(go_size_limit(&Status::out_of_range(
+            "etcdserver: mvcc: required revision is a future revision"
+        ))
+        .is_none());
+        assert!(go_size_limit(&Status::internal(
+            "Error, decoded message length too large: found 1 bytes, the limit is: 0 bytes"
+        ))
+        .is_none());
+    }
 
     /// The errors etcd clients match on most, checked against etcd 3.4's wire answers one by one.
     #[test]

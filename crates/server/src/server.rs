@@ -33,6 +33,18 @@ use crate::node::{self, Command, NodeSetup};
 use crate::transport::{self, PeerContext, PeerService};
 use crate::watch::WatchService;
 
+/// A request refused for its size is answered as grpc-go (and so etcd) words it. tonic refuses it before the
+/// handler runs, with a trailers-only answer, so its status is in the headers.
+async fn go_size_limit(mut response: axum::response::Response) -> axum::response::Response {
+    if let Some(go) =
+        tonic::Status::from_header_map(response.headers()).and_then(|s| cairn_api::error::go_size_limit(&s))
+    {
+        // Replacing two ASCII headers with valid values cannot fail.
+        let _ = go.add_header(response.headers_mut());
+    }
+    response
+}
+
 /// Services whose issues have not landed: every call answers gRPC Unimplemented (the generated defaults).
 #[derive(Debug, Clone, Copy)]
 struct NotYet;
@@ -122,7 +134,10 @@ pub async fn run(cfg: Config) -> Result<(), ServerError> {
     .add_service(
         ElectionServer::new(ElectionService(Arc::clone(&state))).max_decoding_message_size(max_recv),
     );
-    let app = grpc.into_axum_router().merge(crate::http::router(Arc::clone(&state)));
+    let app = grpc
+        .into_axum_router()
+        .layer(axum::middleware::map_response(go_size_limit))
+        .merge(crate::http::router(Arc::clone(&state)));
 
     let (stop_tx, stop_rx) = watch::channel(false);
     // As etcd, clients are served once this member has published its name and client URLs to the cluster

@@ -2,8 +2,16 @@
 //! (one listener each, gRPC and HTTP merged as etcd serves them on :2379), stop on SIGINT/SIGTERM or when the
 //! node loop hits a fatal disk error.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use axum::ServiceExt as _;
+use futures::future::Either;
+use tonic::codegen::Service;
 
 use cairn_api::cairnpb::raft_server::RaftServer;
 use cairn_api::etcdserverpb::auth_server::{Auth, AuthServer};
@@ -35,7 +43,7 @@ use crate::watch::WatchService;
 
 /// A request refused for its size is answered as grpc-go (and so etcd) words it. tonic refuses it before the
 /// handler runs, with a trailers-only answer, so its status is in the headers.
-async fn go_size_limit(mut response: axum::response::Response) -> axum::response::Response {
+fn go_size_limit(mut response: axum::response::Response) -> axum::response::Response {
     if let Some(go) =
         tonic::Status::from_header_map(response.headers()).and_then(|s| cairn_api::error::go_size_limit(&s))
     {
@@ -43,6 +51,41 @@ async fn go_size_limit(mut response: axum::response::Response) -> axum::response
         let _ = go.add_header(response.headers_mut());
     }
     response
+}
+
+/// The client port's service. KV calls, nearly all of a busy member's traffic, go straight to the KV service:
+/// no route lookup and no router layers between the connection and the handler (about 5% of a put's CPU).
+/// Everything else (the other gRPC services, the gateway, /health, /version, /metrics) goes through the router.
+#[derive(Clone)]
+struct ClientPort {
+    kv: KvServer<KvService>,
+    router: axum::Router,
+}
+
+type Answer = Result<axum::response::Response, Infallible>;
+
+impl Service<axum::extract::Request> for ClientPort {
+    type Response = axum::response::Response;
+    type Error = Infallible;
+    type Future =
+        Either<Pin<Box<dyn Future<Output = Answer> + Send>>, axum::routing::future::RouteFuture<Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // Both are always ready.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: axum::extract::Request) -> Self::Future {
+        if request.uri().path().starts_with("/etcdserverpb.KV/") {
+            let answer = self.kv.call(request);
+            Either::Left(Box::pin(async move {
+                let response = answer.await?;
+                Ok(go_size_limit(response.map(axum::body::Body::new)))
+            }))
+        } else {
+            Either::Right(self.router.call(request))
+        }
+    }
 }
 
 /// Services whose issues have not landed: every call answers gRPC Unimplemented (the generated defaults).
@@ -120,24 +163,27 @@ pub async fn run(cfg: Config) -> Result<(), ServerError> {
         crate::compactor::start_background(&state, policy);
     }
     let max_recv = cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
-    let grpc = tonic::service::Routes::new(
-        KvServer::new(KvService(Arc::clone(&state))).max_decoding_message_size(max_recv),
-    )
-    .add_service(
-        MaintenanceServer::new(MaintenanceService(Arc::clone(&state))).max_decoding_message_size(max_recv),
-    )
-    .add_service(ClusterServer::new(ClusterService(Arc::clone(&state))).max_decoding_message_size(max_recv))
-    .add_service(WatchServer::new(WatchService(Arc::clone(&state))).max_decoding_message_size(max_recv))
-    .add_service(LeaseServer::new(LeaseService(Arc::clone(&state))).max_decoding_message_size(max_recv))
-    .add_service(AuthServer::new(NotYet))
-    .add_service(LockServer::new(LockService(Arc::clone(&state))).max_decoding_message_size(max_recv))
-    .add_service(
-        ElectionServer::new(ElectionService(Arc::clone(&state))).max_decoding_message_size(max_recv),
-    );
-    let app = grpc
+    let kv = KvServer::new(KvService(Arc::clone(&state))).max_decoding_message_size(max_recv);
+    let grpc = tonic::service::Routes::new(kv.clone())
+        .add_service(
+            MaintenanceServer::new(MaintenanceService(Arc::clone(&state)))
+                .max_decoding_message_size(max_recv),
+        )
+        .add_service(
+            ClusterServer::new(ClusterService(Arc::clone(&state))).max_decoding_message_size(max_recv),
+        )
+        .add_service(WatchServer::new(WatchService(Arc::clone(&state))).max_decoding_message_size(max_recv))
+        .add_service(LeaseServer::new(LeaseService(Arc::clone(&state))).max_decoding_message_size(max_recv))
+        .add_service(AuthServer::new(NotYet))
+        .add_service(LockServer::new(LockService(Arc::clone(&state))).max_decoding_message_size(max_recv))
+        .add_service(
+            ElectionServer::new(ElectionService(Arc::clone(&state))).max_decoding_message_size(max_recv),
+        );
+    let router = grpc
         .into_axum_router()
-        .layer(axum::middleware::map_response(go_size_limit))
+        .layer(axum::middleware::map_response(|response| async { go_size_limit(response) }))
         .merge(crate::http::router(Arc::clone(&state)));
+    let app = ClientPort { kv, router };
 
     let (stop_tx, stop_rx) = watch::channel(false);
     // As etcd, clients are served once this member has published its name and client URLs to the cluster
@@ -166,7 +212,7 @@ pub async fn run(cfg: Config) -> Result<(), ServerError> {
                 _ = published.wait_for(|p| *p) => {}
                 _ = stop.wait_for(|s| *s) => return Ok(()),
             }
-            axum::serve(listener, app)
+            axum::serve(listener, app.into_make_service())
                 .with_graceful_shutdown(async move {
                     let _ = stop.wait_for(|s| *s).await;
                 })

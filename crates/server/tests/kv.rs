@@ -210,7 +210,10 @@ async fn bad_input(c: &Client) {
     // grpc-go's words.
     let (code, msg) = status(c.put("huge", "x".repeat(3_000_000), PutOptions::default()).await);
     assert_eq!(code, tonic::Code::ResourceExhausted);
-    assert!(msg.contains("message: \"grpc: received message larger than max (3000011 vs. 2097152)\""), "{msg}");
+    assert!(
+        msg.contains("message: \"grpc: received message larger than max (3000011 vs. 2097152)\""),
+        "{msg}"
+    );
     let mut raw = c.kv_client();
     let many = (0..129).map(|i| TxnOp::Put(format!("k{i}").into_bytes(), vec![], PutOptions::default()));
     assert_eq!(etcd_err(c.txn(Txn::new().and_then(many)).await), EtcdError::TooManyOps);

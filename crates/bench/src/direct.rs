@@ -53,8 +53,9 @@ pub async fn connect(url: &str) -> anyhow::Result<Direct> {
         .await
         .with_context(|| format!("connecting to {url}"))?;
     tcp.set_nodelay(true).context("setting TCP_NODELAY")?;
-    let (send, connection) =
-        h2::client::handshake(Corked::new(tcp)).await.with_context(|| format!("HTTP/2 handshake with {url}"))?;
+    let (send, connection) = h2::client::handshake(Corked::new(tcp))
+        .await
+        .with_context(|| format!("HTTP/2 handshake with {url}"))?;
     // The connection runs until the last handle is dropped or the server goes away; a failure then shows up in
     // the requests' own errors.
     tokio::spawn(async move {
@@ -101,7 +102,11 @@ impl Direct {
         }
         if let Some(status) = Status::from_header_map(&parts.headers) {
             // A trailers-only answer: the status came with the headers.
-            return Err(if status.code() == Code::Ok { Status::new(Code::Internal, "no message") } else { status });
+            return Err(if status.code() == Code::Ok {
+                Status::new(Code::Internal, "no message")
+            } else {
+                status
+            });
         }
         let mut message = BytesMut::new();
         while let Some(chunk) = recv.data().await {

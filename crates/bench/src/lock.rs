@@ -70,7 +70,8 @@ pub async fn run(env: &Env, spec: &LockSpec) -> anyhow::Result<Report> {
     for task in tasks {
         finished.push(task.await.context("a contender task panicked")??);
     }
-    let elapsed = finished.iter().map(|(.., at)| at.saturating_duration_since(started)).max().unwrap_or_default();
+    let elapsed =
+        finished.iter().map(|(.., at)| at.saturating_duration_since(started)).max().unwrap_or_default();
     let mut latencies = new_histogram()?;
     let mut errors = Errors::default();
     for (h, e, _) in finished {

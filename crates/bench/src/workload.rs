@@ -107,14 +107,16 @@ pub async fn run(env: &Env, spec: &KvSpec) -> anyhow::Result<Report> {
         let kv = connections[i % connections.len()].clone();
         let spec = spec.clone();
         let shared = Arc::clone(&shared);
-        tasks.push(tokio::spawn(async move { client_loop(kv, &spec, &shared, latencies, seed_for(i)).await }));
+        tasks
+            .push(tokio::spawn(async move { client_loop(kv, &spec, &shared, latencies, seed_for(i)).await }));
     }
     let mut finished = Vec::with_capacity(tasks.len());
     for task in tasks {
         finished.push(task.await.context("a client task panicked")??);
     }
     // The run ends with its last answer; merging the histograms afterwards is not part of it.
-    let elapsed = finished.iter().map(|(_, at)| at.saturating_duration_since(started)).max().unwrap_or_default();
+    let elapsed =
+        finished.iter().map(|(_, at)| at.saturating_duration_since(started)).max().unwrap_or_default();
     let mut all = Latencies::new(mixed)?;
     for (latencies, _) in finished {
         all.merge(latencies)?;

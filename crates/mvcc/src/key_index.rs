@@ -308,7 +308,9 @@ impl TreeIndex {
     pub fn leased_keys(&self) -> Vec<(Vec<u8>, i64)> {
         self.keys
             .iter()
-            .filter_map(|(k, ki)| ki.current().filter(|(_, lease)| *lease != 0).map(|(_, l)| (k.as_bytes().to_vec(), l)))
+            .filter_map(|(k, ki)| {
+                ki.current().filter(|(_, lease)| *lease != 0).map(|(_, l)| (k.as_bytes().to_vec(), l))
+            })
             .collect()
     }
 

@@ -7,6 +7,7 @@
 //! # Layout
 //! - `env`: endpoints (all, or the leader's), connections, progress and server probe shared by every workload.
 //! - `workload`: the KV load loops (put, range, txn-put, txn-mixed), bounded by a request count.
+//! - `direct`: the KV loops' unary calls, written onto h2 connections as Go's gRPC client frames them.
 //! - `watch`: watchers on a key space with rate-limited puts (watch, watch-latency, watch-events); delivery latency.
 //! - `lease`: many leases kept alive every second (lease-keepalive).
 //! - `lock`: contenders acquiring and releasing one lock.
@@ -16,7 +17,8 @@
 //! - `progress`: the live progress bar, on a terminal only.
 //! - `cluster`, `compare`: throw-away 1- and 3-member clusters of cairn and etcd, the same workloads on each, tables.
 //!
-//! It must not know cairn's internals: it talks through cairn-client and the wire types of cairn-api only.
+//! It must not know cairn's internals: it talks through cairn-client, or gRPC framing of its own over h2, and the
+//! wire types of cairn-api only.
 
 /// The load generator shares the machine with the servers it measures: a lean allocator leaves them more CPU.
 #[global_allocator]

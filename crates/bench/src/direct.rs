@@ -70,10 +70,21 @@ fn unavailable(e: h2::Error) -> Status {
 }
 
 impl Direct {
-    /// Sends `request` to `path` (`/package.Service/Method`) and returns the decoded answer or its status.
+    /// The URI of the gRPC method at `path` (`/package.Service/Method`) on this connection's endpoint: built once
+    /// per client, not per request.
+    pub fn uri(&self, path: &str) -> anyhow::Result<Uri> {
+        Uri::builder()
+            .scheme("http")
+            .authority(self.authority.clone())
+            .path_and_query(path)
+            .build()
+            .with_context(|| format!("{path:?} is not a gRPC method path"))
+    }
+
+    /// Sends `request` to the method at `uri` (from [`Direct::uri`]) and returns the decoded answer or its status.
     pub async fn unary<Req: Message, Resp: Message + Default>(
         &mut self,
-        path: &str,
+        uri: &Uri,
         request: &Req,
     ) -> Result<Resp, Status> {
         let len = request.encoded_len();
@@ -81,15 +92,9 @@ impl Direct {
         body.put_u8(0);
         body.put_u32(u32::try_from(len).map_err(|_| Status::new(Code::Internal, "request too large"))?);
         request.encode(&mut body).map_err(|e| Status::new(Code::Internal, e.to_string()))?;
-        let uri = Uri::builder()
-            .scheme("http")
-            .authority(self.authority.clone())
-            .path_and_query(path)
-            .build()
-            .map_err(|e| Status::new(Code::Internal, e.to_string()))?;
         let mut head = Request::new(());
         *head.method_mut() = Method::POST;
-        *head.uri_mut() = uri;
+        *head.uri_mut() = uri.clone();
         head.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
         head.headers_mut().insert(TE, HeaderValue::from_static("trailers"));
 

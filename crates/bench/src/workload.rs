@@ -175,6 +175,8 @@ async fn client_loop(
 ) -> anyhow::Result<(Latencies, Instant)> {
     let mut rng = SplitMix64(seed);
     let value = vec![b'v'; spec.val_size];
+    let (put, range, txn) =
+        (kv.uri("/etcdserverpb.KV/Put")?, kv.uri("/etcdserverpb.KV/Range")?, kv.uri("/etcdserverpb.KV/Txn")?);
     loop {
         let n = shared.next.fetch_add(1, Ordering::Relaxed);
         if n >= spec.total {
@@ -185,9 +187,9 @@ async fn client_loop(
         let is_read = request.is_read();
         let start = Instant::now();
         let outcome = match request {
-            Request::Put(r) => kv.unary::<_, PutResponse>("/etcdserverpb.KV/Put", &r).await.map(|_| ()),
-            Request::Range(r) => kv.unary::<_, RangeResponse>("/etcdserverpb.KV/Range", &r).await.map(|_| ()),
-            Request::Txn(r) => kv.unary::<_, TxnResponse>("/etcdserverpb.KV/Txn", &r).await.map(|_| ()),
+            Request::Put(r) => kv.unary::<_, PutResponse>(&put, &r).await.map(|_| ()),
+            Request::Range(r) => kv.unary::<_, RangeResponse>(&range, &r).await.map(|_| ()),
+            Request::Txn(r) => kv.unary::<_, TxnResponse>(&txn, &r).await.map(|_| ()),
         };
         let latency = start.elapsed();
         record(&mut latencies.all, latency);

@@ -163,21 +163,18 @@ pub async fn run(cfg: Config) -> Result<(), ServerError> {
     }
     let max_recv = cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
     let kv = KvServer::new(KvService(Arc::clone(&state))).max_decoding_message_size(max_recv);
-    let grpc = tonic::service::Routes::new(kv.clone())
-        .add_service(
-            MaintenanceServer::new(MaintenanceService(Arc::clone(&state)))
-                .max_decoding_message_size(max_recv),
-        )
-        .add_service(
-            ClusterServer::new(ClusterService(Arc::clone(&state))).max_decoding_message_size(max_recv),
-        )
-        .add_service(WatchServer::new(WatchService(Arc::clone(&state))).max_decoding_message_size(max_recv))
-        .add_service(LeaseServer::new(LeaseService(Arc::clone(&state))).max_decoding_message_size(max_recv))
-        .add_service(AuthServer::new(NotYet))
-        .add_service(LockServer::new(LockService(Arc::clone(&state))).max_decoding_message_size(max_recv))
-        .add_service(
-            ElectionServer::new(ElectionService(Arc::clone(&state))).max_decoding_message_size(max_recv),
-        );
+    // KV is not routed: the client port sends its calls to `kv` before the router sees them.
+    let grpc = tonic::service::Routes::new(
+        MaintenanceServer::new(MaintenanceService(Arc::clone(&state))).max_decoding_message_size(max_recv),
+    )
+    .add_service(ClusterServer::new(ClusterService(Arc::clone(&state))).max_decoding_message_size(max_recv))
+    .add_service(WatchServer::new(WatchService(Arc::clone(&state))).max_decoding_message_size(max_recv))
+    .add_service(LeaseServer::new(LeaseService(Arc::clone(&state))).max_decoding_message_size(max_recv))
+    .add_service(AuthServer::new(NotYet))
+    .add_service(LockServer::new(LockService(Arc::clone(&state))).max_decoding_message_size(max_recv))
+    .add_service(
+        ElectionServer::new(ElectionService(Arc::clone(&state))).max_decoding_message_size(max_recv),
+    );
     let router = grpc
         .into_axum_router()
         .layer(axum::middleware::map_response(|response| async { go_size_limit(response) }))

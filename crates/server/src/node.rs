@@ -326,10 +326,9 @@ impl Node {
             // write). The rest (a lone voter's, committed as they are appended) wait for the fsync below.
             let early = if rd.snapshot.is_none() { self.durable_prefix(&rd) } else { 0 };
             self.apply(&rd.committed_entries[..early])?;
-            let entries: Vec<wal::Entry> = rd.entries.iter().map(to_wal_entry).collect();
             let hs = rd.hard_state.map(|h| wal::HardState { term: h.term, vote: h.vote, commit: h.commit });
-            if !entries.is_empty() || hs.is_some() {
-                self.wal.save(hs.as_ref(), &entries)?;
+            if !rd.entries.is_empty() || hs.is_some() {
+                self.wal.save(hs.as_ref(), rd.entries.iter().map(to_wal_entry))?;
                 // A hard state that only moves the commit index waits for the next sync (etcd's MustSync): a
                 // lost commit index is learnt again from the leader, and a restart takes it from the backend.
                 if rd.must_sync {

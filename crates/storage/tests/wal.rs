@@ -253,3 +253,51 @@ proptest! {
         }
     }
 }
+
+/// Blocks the file has on disk, in bytes.
+fn allocated(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path).unwrap().blocks() * 512
+}
+
+#[test]
+fn appends_land_on_blocks_zeroed_ahead_of_them() {
+    const MIB: u64 = 1024 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = Wal::create(dir.path(), b"m", WalOptions::default()).unwrap();
+    let seg = only_segment(dir.path());
+    assert!(allocated(&seg) >= MIB, "the header's sync zeroes ahead: {} bytes", allocated(&seg));
+    assert!(allocated(&seg) < 4 * MIB, "{} bytes allocated", allocated(&seg));
+    let big = |i| Entry { index: i, term: 1, kind: 0, data: vec![7; 64 * 1024] };
+    // 2.5 MiB of records: the frontier moves ahead of them, a MiB at a time.
+    for i in 1..=40 {
+        wal.save(None, &[big(i)]).unwrap();
+        wal.sync().unwrap();
+        let written = i * (64 * 1024 + 30);
+        let ahead = allocated(&seg) as i64 - written as i64;
+        assert!(
+            ahead > 0 && ahead <= 2 * MIB as i64 + 8192,
+            "after {i}: {ahead} bytes allocated past the records"
+        );
+    }
+    drop(wal);
+    // The zeros read as the end of the log, and appends after a reopen go on from the last record.
+    let (mut wal, c) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+    assert_eq!(c.entries.len(), 40);
+    wal.save(None, &[entry(41, 1)]).unwrap();
+    wal.sync().unwrap();
+    drop(wal);
+    let (_, c) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+    assert_eq!(c.entries.last(), Some(&entry(41, 1)));
+    assert_eq!(c.entries.len(), 41);
+}
+
+#[test]
+fn zeroing_ahead_stops_at_the_segment_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = Wal::create(dir.path(), b"m", small()).unwrap();
+    wal.save(None, &[entry(1, 1)]).unwrap();
+    wal.sync().unwrap();
+    let seg = only_segment(dir.path());
+    assert_eq!(fs::metadata(&seg).unwrap().len(), 4096);
+}

@@ -16,7 +16,7 @@ use cairn_api::etcdserverpb::Member;
 use cairn_lease::{record_key, LeaseRecord};
 use cairn_mvcc::restore::{rebase, EtcdImport};
 use cairn_mvcc::Store;
-use cairn_storage::wal::{HardState, SnapshotMarker};
+use cairn_storage::wal::{EntryRef, HardState, SnapshotMarker};
 use cairn_storage::{member, Backend, Table, Wal, WalOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
@@ -303,7 +303,8 @@ fn write_wal(dir: &Path, member_id: u64, cluster: &InitialCluster, index: u64) -
     let mut wal = Wal::create(dir, &metadata, WalOptions::default()).map_err(err)?;
     let voters: Vec<u64> = cluster.members.iter().map(|m| m.id).collect();
     let vote = voters.first().copied().unwrap_or(0);
-    wal.save(Some(&HardState { term: TERM, vote, commit: index }), &[]).map_err(err)?;
+    wal.save(Some(&HardState { term: TERM, vote, commit: index }), std::iter::empty::<EntryRef>())
+        .map_err(err)?;
     wal.save_snapshot(SnapshotMarker { index, term: TERM, data: member::conf_state_data(&voters, &[]) })
         .map_err(err)?;
     wal.sync().map_err(err)

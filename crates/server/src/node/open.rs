@@ -27,12 +27,12 @@ pub(super) fn encode_conf_state(cs: &ConfState) -> Vec<u8> {
     member::conf_state_data(&cs.voters, &cs.learners)
 }
 
-pub(super) fn to_wal_entry(e: &Entry) -> wal::Entry {
-    wal::Entry {
+pub(super) fn to_wal_entry(e: &Entry) -> wal::EntryRef<'_> {
+    wal::EntryRef {
         index: e.index,
         term: e.term,
         kind: u8::from(e.entry_type == EntryType::ConfChange),
-        data: e.data.clone(),
+        data: &e.data,
     }
 }
 

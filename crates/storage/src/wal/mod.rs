@@ -18,6 +18,10 @@
 //! - An entry whose index is at or below the last one replaces that suffix (a new leader overwrote it), also on
 //!   replay.
 //! - Group commit: `save` only encodes; `sync` writes everything saved since the last sync and fsyncs once.
+//! - Zero-ahead: a segment is preallocated sparse (`set_len`), and the write that first reaches past the zeroed
+//!   part also writes [`ZERO_AHEAD`] bytes of zeros after its records. Appends then land on blocks the file
+//!   already has, so the fsync after them writes only data: allocating blocks at every fsync made it also write
+//!   the inode (about 190 us a sync instead of 105 on our test VM's ext4, and a third more CPU).
 //! - Torn tail: on open, an invalid record in the last segment followed only by zeros (or the end of the file)
 //!   is a write cut short by a crash: the segment is truncated to the last valid record. An invalid record with
 //!   anything else after it, or in an older segment, is corruption: `open` fails with [`WalError::Corrupt`].
@@ -26,7 +30,8 @@
 mod record;
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -40,6 +45,21 @@ pub struct Entry {
     /// 0 normal, 1 conf change (the server's convention).
     pub kind: u8,
     pub data: Vec<u8>,
+}
+
+/// An entry to save, borrowed from wherever the caller keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryRef<'a> {
+    pub index: u64,
+    pub term: u64,
+    pub kind: u8,
+    pub data: &'a [u8],
+}
+
+impl<'a> From<&'a Entry> for EntryRef<'a> {
+    fn from(e: &'a Entry) -> Self {
+        EntryRef { index: e.index, term: e.term, kind: e.kind, data: &e.data }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -101,6 +121,9 @@ pub enum WalError {
     NotFound(PathBuf),
 }
 
+/// How far ahead of the records a segment is filled with zeros (see "Zero-ahead" above).
+const ZERO_AHEAD: u64 = 1024 * 1024;
+
 fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> WalError {
     let context = context.into();
     move |source| WalError::Io { context, source }
@@ -132,6 +155,8 @@ pub struct Wal {
     file: File,
     /// Write position in the current segment.
     offset: u64,
+    /// The current segment holds written blocks (records or zeros) up to here; past it, it may be sparse.
+    zeroed: u64,
     crc: u32,
     /// Records saved but not yet written.
     buf: Vec<u8>,
@@ -198,6 +223,7 @@ impl Wal {
             metadata: metadata.to_vec(),
             file,
             offset: 0,
+            zeroed: 0,
             crc: 0,
             buf: Vec::new(),
             segments: vec![Segment { seq: 0, first_index: 0, path }],
@@ -273,12 +299,11 @@ impl Wal {
             contents.entries.retain(|e| e.index > s.index);
         }
         let last = segments.last().cloned().ok_or_else(|| WalError::NotFound(dir.to_owned()))?;
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(&last.path)
             .map_err(io_err(format!("opening {}", last.path.display())))?;
-        file.seek(SeekFrom::Start(end_offset as u64)).map_err(io_err("seeking to the end of the log"))?;
         let last_index = contents
             .entries
             .last()
@@ -289,6 +314,8 @@ impl Wal {
             metadata,
             file,
             offset: end_offset as u64,
+            // What lies past the records may be sparse (a torn tail is cut with set_len).
+            zeroed: end_offset as u64,
             crc,
             buf: Vec::new(),
             segments,
@@ -301,12 +328,17 @@ impl Wal {
     }
 
     /// Queues entries (and the hard state) for the next [`Wal::sync`].
-    pub fn save(&mut self, hard_state: Option<&HardState>, entries: &[Entry]) -> Result<(), WalError> {
+    pub fn save<'a, E: Into<EntryRef<'a>>>(
+        &mut self,
+        hard_state: Option<&HardState>,
+        entries: impl IntoIterator<Item = E>,
+    ) -> Result<(), WalError> {
         if self.poisoned {
             return Err(WalError::Poisoned);
         }
         for e in entries {
-            self.crc = Record::Entry(e.clone()).encode(self.crc, &mut self.buf);
+            let e = e.into();
+            self.crc = record::encode_entry(e, self.crc, &mut self.buf);
             self.last_index = e.index;
         }
         if let Some(hs) = hard_state {
@@ -369,9 +401,19 @@ impl Wal {
         if let Some(fault) = &self.opts.fault {
             fault(FaultPoint::Write).map_err(io_err("writing records"))?;
         }
-        self.file.write_all(&self.buf).map_err(io_err("writing records"))?;
-        self.offset += self.buf.len() as u64;
+        self.file.write_all_at(&self.buf, self.offset).map_err(io_err("writing records"))?;
+        let end = self.offset + self.buf.len() as u64;
+        self.offset = end;
         self.buf.clear();
+        if end > self.zeroed {
+            let target = (end + ZERO_AHEAD).next_multiple_of(4096).min(self.opts.segment_size);
+            if target > end {
+                // A fresh zeroed allocation: the kernel reads it from the shared zero page.
+                let zeros = vec![0u8; (target - end) as usize];
+                self.file.write_all_at(&zeros, end).map_err(io_err("zeroing ahead of the records"))?;
+            }
+            self.zeroed = target.max(end);
+        }
         if let Some(fault) = &self.opts.fault {
             fault(FaultPoint::Sync).map_err(io_err("fsync"))?;
         }
@@ -396,6 +438,7 @@ impl Wal {
         let path = self.dir.join(segment_name(seq, first_index));
         self.file = create_segment_file(&path, self.opts.segment_size)?;
         self.offset = 0;
+        self.zeroed = 0;
         self.segments.push(Segment { seq, first_index, path });
         self.write_segment_header();
         self.write_and_sync()?;

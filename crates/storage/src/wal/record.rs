@@ -2,7 +2,7 @@
 //! `crc` is CRC32C over `type | body` continued from the previous record's crc (the chain spans segments).
 //! A zero `len` marks the end of the written part of a preallocated segment.
 
-use super::{Entry, HardState, SnapshotMarker};
+use super::{Entry, EntryRef, HardState, SnapshotMarker};
 
 pub const HEADER_LEN: usize = 8;
 /// No record is larger: a longer length field is corruption, never an allocation.
@@ -28,43 +28,21 @@ const SNAPSHOT: u8 = 5;
 impl Record {
     /// Appends the framed record to `buf`, continuing the crc chain from `prev_crc`; returns the new crc.
     pub fn encode(&self, prev_crc: u32, buf: &mut Vec<u8>) -> u32 {
-        let start = buf.len();
-        buf.extend_from_slice(&[0; HEADER_LEN]);
         match self {
-            Record::Crc(c) => {
-                buf.push(CRC);
-                buf.extend_from_slice(&c.to_le_bytes());
-            }
-            Record::Metadata(m) => {
-                buf.push(METADATA);
-                buf.extend_from_slice(m);
-            }
-            Record::Entry(e) => {
-                buf.push(ENTRY);
-                buf.extend_from_slice(&e.index.to_le_bytes());
-                buf.extend_from_slice(&e.term.to_le_bytes());
-                buf.push(e.kind);
-                buf.extend_from_slice(&e.data);
-            }
-            Record::HardState(h) => {
-                buf.push(HARD_STATE);
+            Record::Crc(c) => frame(prev_crc, buf, CRC, |b| b.extend_from_slice(&c.to_le_bytes())),
+            Record::Metadata(m) => frame(prev_crc, buf, METADATA, |b| b.extend_from_slice(m)),
+            Record::Entry(e) => encode_entry(EntryRef::from(e), prev_crc, buf),
+            Record::HardState(h) => frame(prev_crc, buf, HARD_STATE, |b| {
                 for v in [h.term, h.vote, h.commit] {
-                    buf.extend_from_slice(&v.to_le_bytes());
+                    b.extend_from_slice(&v.to_le_bytes());
                 }
-            }
-            Record::Snapshot(s) => {
-                buf.push(SNAPSHOT);
-                buf.extend_from_slice(&s.index.to_le_bytes());
-                buf.extend_from_slice(&s.term.to_le_bytes());
-                buf.extend_from_slice(&s.data);
-            }
+            }),
+            Record::Snapshot(s) => frame(prev_crc, buf, SNAPSHOT, |b| {
+                b.extend_from_slice(&s.index.to_le_bytes());
+                b.extend_from_slice(&s.term.to_le_bytes());
+                b.extend_from_slice(&s.data);
+            }),
         }
-        let payload = &buf[start + HEADER_LEN..];
-        let len = payload.len() as u32;
-        let crc = crc32c::crc32c_append(prev_crc, payload);
-        buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
-        buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
-        crc
     }
 
     /// Decodes a record payload (`type | body`); None if malformed.
@@ -130,6 +108,30 @@ pub fn read_at(buf: &[u8], offset: usize, prev_crc: u32) -> Read {
         Some(r) => Read::Record(r, crc, start + len),
         None => Read::Bad { extent: start + len },
     }
+}
+
+/// Appends an entry record without copying its data first (the WAL's hot path).
+pub fn encode_entry(e: EntryRef<'_>, prev_crc: u32, buf: &mut Vec<u8>) -> u32 {
+    frame(prev_crc, buf, ENTRY, |b| {
+        b.extend_from_slice(&e.index.to_le_bytes());
+        b.extend_from_slice(&e.term.to_le_bytes());
+        b.push(e.kind);
+        b.extend_from_slice(e.data);
+    })
+}
+
+/// Appends `len | crc | kind | body` (the body written by `body`) and returns the new crc.
+fn frame(prev_crc: u32, buf: &mut Vec<u8>, kind: u8, body: impl FnOnce(&mut Vec<u8>)) -> u32 {
+    let start = buf.len();
+    buf.extend_from_slice(&[0; HEADER_LEN]);
+    buf.push(kind);
+    body(buf);
+    let payload = &buf[start + HEADER_LEN..];
+    let len = payload.len() as u32;
+    let crc = crc32c::crc32c_append(prev_crc, payload);
+    buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    crc
 }
 
 #[cfg(test)]

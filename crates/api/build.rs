@@ -16,6 +16,9 @@ const PROTOS: &[&str] = &[
 const JSON_PACKAGES: &[&str] =
     &[".etcdserverpb", ".mvccpb", ".authpb", ".v3lockpb", ".v3electionpb", ".cairnpb"];
 
+/// A raft entry's payload: `bytes::Bytes` rather than `Vec<u8>`.
+const RAFT_ENTRY_DATA: &str = ".cairnpb.Entry.data";
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     let descriptors = out_dir.join("descriptors.bin");
@@ -24,6 +27,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
     // The gateway decoder finds a message's schema by its proto name (`prost::Name`).
     config.enable_type_names();
+    // Raft entries are shared, not copied, between the raft log, the WAL and the peer transport.
+    config.bytes([RAFT_ENTRY_DATA]);
     tonic_prost_build::configure()
         .file_descriptor_set_path(&descriptors)
         // Services whose issue has not landed answer Unimplemented, never a fake success.

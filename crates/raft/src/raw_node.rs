@@ -102,7 +102,7 @@ impl<S: Storage> RawNode<S> {
         self.raft.step(Message {
             msg_type: MessageType::Prop,
             from: id,
-            entries: vec![Entry { data, ..Entry::default() }],
+            entries: vec![Entry { data: data.into(), ..Entry::default() }],
             ..Message::default()
         })
     }
@@ -112,7 +112,11 @@ impl<S: Storage> RawNode<S> {
         self.raft.step(Message {
             msg_type: MessageType::Prop,
             from: id,
-            entries: vec![Entry { entry_type: EntryType::ConfChange, data: cc.encode(), ..Entry::default() }],
+            entries: vec![Entry {
+                entry_type: EntryType::ConfChange,
+                data: cc.encode().into(),
+                ..Entry::default()
+            }],
             ..Message::default()
         })
     }
@@ -147,7 +151,7 @@ impl<S: Storage> RawNode<S> {
     pub fn read_index(&mut self, ctx: Vec<u8>) {
         let m = Message {
             msg_type: MessageType::ReadIndex,
-            entries: vec![Entry { data: ctx, ..Entry::default() }],
+            entries: vec![Entry { data: ctx.into(), ..Entry::default() }],
             ..Message::default()
         };
         if let Err(e) = self.raft.step(m) {

@@ -1,5 +1,7 @@
 //! The values Raft exchanges with its driver and its peers, as etcd's raftpb (encoding them is the server's job).
 
+use bytes::Bytes;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EntryType {
     #[default]
@@ -13,7 +15,8 @@ pub struct Entry {
     pub term: u64,
     pub index: u64,
     pub entry_type: EntryType,
-    pub data: Vec<u8>,
+    /// Shared by the log, the WAL writer and every message that carries the entry: cloning is a count.
+    pub data: Bytes,
 }
 
 impl Entry {

@@ -186,7 +186,7 @@ impl Sim {
                 let s = m.node.as_ref().map_or(&m.disk, |n| n.raw.storage());
                 let (first, last) = (s.first_index().ok()?, s.last_index().ok()?);
                 let ents = s.entries(first, last + 1, u64::MAX).unwrap_or_default();
-                Some((id, ents.into_iter().map(|e| (e.index, e.term, e.data)).collect()))
+                Some((id, ents.into_iter().map(|e| (e.index, e.term, e.data.to_vec())).collect()))
             })
             .collect();
         for (i, (a_id, a)) in logs.iter().enumerate() {

@@ -392,7 +392,7 @@ impl Node {
             match e.entry_type {
                 EntryType::Normal if e.data.is_empty() || e.index <= already_applied => {}
                 EntryType::Normal => {
-                    let req = match InternalRequest::decode(e.data.as_slice()) {
+                    let req = match InternalRequest::decode(&e.data[..]) {
                         Ok(r) => r,
                         Err(err) => {
                             tracing::error!(index = e.index, error = %err, "undecodable entry skipped");

@@ -132,7 +132,12 @@ mod tests {
             term: 3,
             log_term: 2,
             index: 9,
-            entries: vec![Entry { term: 3, index: 10, entry_type: EntryType::ConfChange, data: vec![1, 2] }],
+            entries: vec![Entry {
+                term: 3,
+                index: 10,
+                entry_type: EntryType::ConfChange,
+                data: vec![1, 2].into(),
+            }],
             commit: 8,
             snapshot: Some(Snapshot {
                 metadata: SnapshotMetadata {

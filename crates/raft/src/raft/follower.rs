@@ -81,7 +81,7 @@ impl<S: Storage> Raft<S> {
                 self.hup(true);
             }
             MessageType::ReadIndexResp => {
-                let ctx = m.entries.first().map(|e| e.data.clone()).unwrap_or_default();
+                let ctx = m.entries.first().map(|e| e.data.to_vec()).unwrap_or_default();
                 self.read_states.push(ReadState { index: m.index, request_ctx: ctx });
             }
             _ => {}

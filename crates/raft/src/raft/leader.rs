@@ -223,7 +223,7 @@ impl<S: Storage> Raft<S> {
     }
 
     pub(super) fn leader_read_index(&mut self, m: Message) {
-        let ctx = m.entries.first().map(|e| e.data.clone()).unwrap_or_default();
+        let ctx = m.entries.first().map(|e| e.data.to_vec()).unwrap_or_default();
         if self.quorum_is_self_alone() {
             let index = self.log.committed;
             self.respond_read(m, index, ctx);
@@ -326,7 +326,7 @@ impl<S: Storage> Raft<S> {
             return;
         }
         for rs in self.read_only.advance(&m.context) {
-            let ctx = rs.req.entries.first().map(|e| e.data.clone()).unwrap_or_default();
+            let ctx = rs.req.entries.first().map(|e| e.data.to_vec()).unwrap_or_default();
             self.respond_read(rs.req, rs.index, ctx);
         }
     }

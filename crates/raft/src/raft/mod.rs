@@ -425,7 +425,7 @@ impl<S: Storage> Raft<S> {
                 term: 1,
                 index: i as u64 + 1,
                 entry_type: EntryType::ConfChange,
-                data: cc.encode(),
+                data: cc.encode().into(),
             })
             .collect();
         self.log.append(&entries);

@@ -69,7 +69,7 @@ impl Node {
     }
 
     pub fn applied_data(&self) -> Vec<Vec<u8>> {
-        self.applied.iter().map(|e| e.data.clone()).collect()
+        self.applied.iter().map(|e| e.data.to_vec()).collect()
     }
 }
 

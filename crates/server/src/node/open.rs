@@ -38,7 +38,7 @@ pub(super) fn to_wal_entry(e: &Entry) -> wal::EntryRef<'_> {
 
 fn from_wal_entry(e: wal::Entry) -> Entry {
     let entry_type = if e.kind == 1 { EntryType::ConfChange } else { EntryType::Normal };
-    Entry { index: e.index, term: e.term, entry_type, data: e.data }
+    Entry { index: e.index, term: e.term, entry_type, data: e.data.into() }
 }
 
 fn apply_conf_change_to(cs: &mut ConfState, cc: &ConfChange) {

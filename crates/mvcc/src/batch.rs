@@ -397,32 +397,10 @@ impl<'a> Batch<'a> {
     /// Evaluates the compares of `req` and of every nested txn on the chosen path, all at `at` (etcd's
     /// compareToPath): one bool per txn in execution order.
     fn compare_path(&self, committed: &Committed, req: &TxnRequest, at: i64) -> Result<Vec<bool>, MvccError> {
-        let mut succeeded = true;
-        for c in &req.compare {
-            if !self.compare(committed, c, at)? {
-                succeeded = false;
-                break;
-            }
-        }
-        let mut path = vec![succeeded];
-        let ops = if succeeded { &req.success } else { &req.failure };
-        for op in ops {
-            if let Some(Request::RequestTxn(nested)) = &op.request {
-                path.extend(self.compare_path(committed, nested, at)?);
-            }
-        }
+        let source = Overlay { pending: &self.pending, committed };
+        let mut path = Vec::new();
+        compare_path(&self.state, &source, req, at, &mut path)?;
         Ok(path)
-    }
-
-    fn compare(&self, committed: &Committed, c: &Compare, at: i64) -> Result<bool, MvccError> {
-        let req = RangeRequest { key: c.key.clone(), range_end: c.range_end.clone(), ..Default::default() };
-        let kvs = self.range_in(committed, &req, at)?.kvs;
-        let target = CompareTarget::try_from(c.target).unwrap_or(CompareTarget::Version);
-        if kvs.is_empty() {
-            // A missing key has no value to compare; for other targets it is the zero key-value.
-            return Ok(target != CompareTarget::Value && compare_kv(c, target, &KeyValue::default()));
-        }
-        Ok(kvs.iter().all(|kv| compare_kv(c, target, kv)))
     }
 
     /// etcd's checkRequests over the chosen path: puts' preconditions (write txns only) and ranges' revisions.
@@ -493,6 +471,42 @@ impl<'a> Batch<'a> {
 }
 
 type RangeResponseT = cairn_api::etcdserverpb::RangeResponse;
+
+/// Appends to `path` whether `req`'s compares hold at `at`, then the same for every nested txn on the branch
+/// they choose (etcd's compareToPath).
+pub(crate) fn compare_path(
+    state: &State,
+    source: &dyn KvSource,
+    req: &TxnRequest,
+    at: i64,
+    path: &mut Vec<bool>,
+) -> Result<(), MvccError> {
+    let mut succeeded = true;
+    for c in &req.compare {
+        if !compare(state, source, c, at)? {
+            succeeded = false;
+            break;
+        }
+    }
+    path.push(succeeded);
+    for op in if succeeded { &req.success } else { &req.failure } {
+        if let Some(Request::RequestTxn(nested)) = &op.request {
+            compare_path(state, source, nested, at, path)?;
+        }
+    }
+    Ok(())
+}
+
+fn compare(state: &State, source: &dyn KvSource, c: &Compare, at: i64) -> Result<bool, MvccError> {
+    let req = RangeRequest { key: c.key.clone(), range_end: c.range_end.clone(), ..Default::default() };
+    let kvs = range::range(state, source, &req, at)?.kvs;
+    let target = CompareTarget::try_from(c.target).unwrap_or(CompareTarget::Version);
+    if kvs.is_empty() {
+        // A missing key has no value to compare; for other targets it is the zero key-value.
+        return Ok(target != CompareTarget::Value && compare_kv(c, target, &KeyValue::default()));
+    }
+    Ok(kvs.iter().all(|kv| compare_kv(c, target, kv)))
+}
 
 fn is_write(req: &TxnRequest) -> bool {
     req.success.iter().chain(&req.failure).any(|op| match &op.request {

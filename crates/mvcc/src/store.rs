@@ -8,7 +8,11 @@
 use std::cell::OnceCell;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use cairn_api::etcdserverpb::{RangeRequest, RangeResponse};
+use cairn_api::etcdserverpb::request_op::Request as Op;
+use cairn_api::etcdserverpb::response_op::Response;
+use cairn_api::etcdserverpb::{
+    RangeRequest, RangeResponse, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
+};
 use cairn_api::mvccpb::KeyValue;
 use cairn_storage::{Backend, ReadTx, Table};
 use prost::Message;
@@ -17,7 +21,7 @@ use crate::key_index::TreeIndex;
 use crate::range::{self, KvSource};
 use crate::revision::Revision;
 use crate::watch::WatchHub;
-use crate::{Batch, MvccError};
+use crate::{batch, Batch, MvccError};
 
 /// `meta` table keys (documented in docs/design.md).
 pub(crate) mod meta {
@@ -169,6 +173,44 @@ impl Store {
         range::range(&state, &source, req, state.current_rev)
     }
 
+    /// A Txn whose every operation is a Range (etcd's isTxnReadonly), answered from the current state instead of
+    /// through the log, under the read lock like a Range (its compares and ranges see one revision); None for
+    /// any other Txn, which must be applied. The caller makes the read linearizable first unless every range is
+    /// serializable (etcd's isTxnSerializable, see [`txn_is_serializable`]).
+    pub fn txn_read_only(&self, req: &TxnRequest) -> Option<Result<TxnResponse, MvccError>> {
+        if !txn_is_read_only(req) {
+            return None;
+        }
+        let state = self.read_state();
+        let source = Committed::new(self.backend());
+        let at = state.current_rev;
+        let answer = || {
+            let mut path = Vec::new();
+            batch::compare_path(&state, &source, req, at, &mut path)?;
+            let succeeded = path.first().copied().unwrap_or(false);
+            let ranges = || {
+                let ops = if succeeded { &req.success } else { &req.failure };
+                ops.iter().filter_map(|op| match &op.request {
+                    Some(Op::RequestRange(r)) => Some(r),
+                    _ => None,
+                })
+            };
+            // Every range's revision is checked before any is read, as for an applied Txn.
+            for r in ranges().filter(|r| r.revision != 0) {
+                range::check_revision(&state, r.revision, at)?;
+            }
+            let responses = ranges()
+                .map(|r| {
+                    let resp = range::range(&state, &source, r, at)?;
+                    Ok(ResponseOp { response: Some(Response::ResponseRange(resp)) })
+                })
+                .collect::<Result<Vec<_>, MvccError>>()?;
+            let header = Some(ResponseHeader { revision: at, ..Default::default() });
+            Ok(TxnResponse { header, succeeded, responses })
+        };
+        Some(answer())
+    }
+
     /// Every live key that has a lease, with the lease (the server rebuilds its lessor's attachments from
     /// this on start), from the index alone.
     pub fn leased_keys(&self) -> Vec<(Vec<u8>, i64)> {
@@ -189,6 +231,20 @@ impl Store {
     pub(crate) fn write_state(&self) -> RwLockWriteGuard<'_, State> {
         self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// Whether every operation of a Txn is a Range (etcd's isTxnReadonly; a nested Txn counts as a write).
+pub fn txn_is_read_only(req: &TxnRequest) -> bool {
+    req.success.iter().chain(&req.failure).all(|op| matches!(op.request, Some(Op::RequestRange(_))))
+}
+
+/// Whether a read-only Txn may skip the linearizable read (etcd's isTxnSerializable): every operation is a
+/// serializable Range (a Txn without operations counts as one).
+pub fn txn_is_serializable(req: &TxnRequest) -> bool {
+    req.success
+        .iter()
+        .chain(&req.failure)
+        .all(|op| matches!(&op.request, Some(Op::RequestRange(r)) if r.serializable))
 }
 
 /// Key-values as committed in the backend, through one read transaction opened when first needed (a put that

@@ -234,13 +234,26 @@ fn check(ops: Vec<Op>) {
             Op::Range { key: k, end, back, limit } => {
                 let end = end_bytes(end);
                 let requested = if back == 0 { 0 } else { model.current() + 2 - i64::from(back) };
-                let result = store.range(&RangeRequest {
+                let range = RangeRequest {
                     key: key(k),
                     range_end: end.clone().unwrap_or_default(),
                     revision: requested,
                     limit: i64::from(limit),
                     ..Default::default()
-                });
+                };
+                let result = store.range(&range);
+                // The same range as a read-only txn (answered without a batch) reads the same, or fails the same.
+                let op = RequestOp { request: Some(Request::RequestRange(range)) };
+                let txn = TxnRequest { success: vec![op], ..Default::default() };
+                let read = store.txn_read_only(&txn).unwrap();
+                match (&result, read) {
+                    (Ok(r), Ok(t)) => match &t.responses[0].response {
+                        Some(Response::ResponseRange(tr)) => assert_eq!(tr, r),
+                        other => panic!("unexpected {other:?}"),
+                    },
+                    (Err(e), Err(te)) => assert_eq!(e.to_string(), te.to_string()),
+                    (r, t) => panic!("range {r:?} but read-only txn {t:?}"),
+                }
                 if requested > model.current() {
                     assert!(matches!(result, Err(MvccError::FutureRevision)), "{result:?}");
                     continue;

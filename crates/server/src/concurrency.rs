@@ -13,11 +13,12 @@ use std::sync::Arc;
 
 use cairn_api::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use cairn_api::etcdserverpb::range_request::{SortOrder, SortTarget};
+use cairn_api::etcdserverpb::request_op::Request as Op;
 use cairn_api::etcdserverpb::response_op::Response as OpResponse;
 use cairn_api::etcdserverpb::watch_request::RequestUnion;
 use cairn_api::etcdserverpb::{
-    Compare, LeaseGrantRequest, RangeRequest, RangeResponse, ResponseHeader, ResponseOp, WatchCreateRequest,
-    WatchRequest, WatchResponse,
+    Compare, LeaseGrantRequest, RangeRequest, RangeResponse, RequestOp, ResponseHeader, ResponseOp,
+    TxnRequest, WatchCreateRequest, WatchRequest, WatchResponse,
 };
 use cairn_api::EtcdError;
 use futures::{Stream, StreamExt};
@@ -134,17 +135,30 @@ fn by_create(prefix: &[u8], order: SortOrder, max_create_revision: i64) -> Range
 }
 
 /// Waits until no key under `prefix` has a create revision at most `max_create_revision`: each time for the
-/// youngest such key to be deleted (etcd's waitDeletes). The header of the read that found none.
+/// youngest such key to be deleted (etcd's waitDeletes). Returns the read that found none, and `own` (the
+/// caller's contender key) as that same read saw it: one linearizable read where etcd's Mutex makes two in a
+/// row (waitDeletes, then a Get of its key) before a lock changes hands.
 pub async fn wait_deletes(
     m: &Arc<MemberState>,
     prefix: &[u8],
     max_create_revision: i64,
-) -> Result<Option<ResponseHeader>> {
+    own: &[u8],
+) -> Result<(Option<ResponseHeader>, RangeResponse)> {
+    let range = |r: RangeRequest| RequestOp { request: Some(Op::RequestRange(r)) };
     loop {
-        let resp =
-            kv::range(Arc::clone(m), by_create(prefix, SortOrder::Descend, max_create_revision)).await?;
-        let Some(last) = resp.kvs.first() else {
-            return Ok(resp.header);
+        let read = TxnRequest {
+            compare: Vec::new(),
+            success: vec![
+                range(by_create(prefix, SortOrder::Descend, max_create_revision)),
+                range(RangeRequest { key: own.to_vec(), ..Default::default() }),
+            ],
+            failure: Vec::new(),
+        };
+        let resp = kv::txn(Arc::clone(m), read).await?;
+        let older = range_answer(&resp.responses, 0).ok_or(EtcdError::Corrupt)?;
+        let Some(last) = older.kvs.first() else {
+            let own = range_answer(&resp.responses, 1).cloned().ok_or(EtcdError::Corrupt)?;
+            return Ok((resp.header, own));
         };
         wait_delete(m, &last.key, last.create_revision).await?;
     }

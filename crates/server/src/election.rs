@@ -62,7 +62,7 @@ pub async fn campaign(m: Arc<MemberState>, r: CampaignRequest) -> Result<Campaig
             }
         })
     };
-    let waited = concurrency::wait_deletes(&m, &prefix, rev - 1).await;
+    let waited = concurrency::wait_deletes(&m, &prefix, rev - 1, &key).await;
     guard.disarm();
     waited?;
     Ok(CampaignResponse { header: resp.header, leader: Some(LeaderKey { name: r.name, key, rev, lease }) })

@@ -11,6 +11,7 @@ use cairn_api::etcdserverpb::{
     ResponseHeader, TxnRequest, TxnResponse,
 };
 use cairn_api::EtcdError;
+use cairn_mvcc::store::{txn_is_read_only, txn_is_serializable};
 use tonic::codegen::BoxStream;
 use tonic::{Request as GrpcRequest, Response, Status};
 
@@ -55,6 +56,19 @@ pub async fn delete_range(
 pub async fn txn(m: Arc<MemberState>, r: TxnRequest) -> Result<TxnResponse, EtcdError> {
     alarm::check_quota(&m, alarm::cost_txn(&r)).await?;
     validate::txn(&r, m.max_txn_ops)?;
+    // A Txn of ranges only is a read, as etcd serves it: after a linearizable read unless every range is
+    // serializable, from this member's store, without a log entry. A learner serves no Txn.
+    if txn_is_read_only(&r) {
+        m.check_voter()?;
+        if !txn_is_serializable(&r) {
+            m.read_index().await?;
+        }
+        if let Some(read) = m.shared.store.txn_read_only(&r) {
+            let mut resp = read.map_err(|e| mvcc_to_etcd(&e))?;
+            resp.header = m.header(resp.header.map_or(0, |h| h.revision));
+            return Ok(resp);
+        }
+    }
     write(&m, Request::Txn(r), |a| match a {
         Applied::Txn(x) => Ok(x),
         other => Err(other),

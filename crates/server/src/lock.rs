@@ -62,13 +62,16 @@ pub async fn lock(m: Arc<MemberState>, r: LockRequest) -> Result<LockResponse> {
             }
         })
     };
-    if let Err(e) = concurrency::wait_deletes(&m, &prefix, my_revision - 1).await {
-        // As etcd: give up the place in the queue; the check below then reports the session expired.
-        tracing::debug!(error = %e, "waiting for the lock failed");
-        let _ = delete(&m, key.clone()).await;
-    }
     // The lease may have expired while waiting: then the key is gone and the lock was never ours.
-    let mine = kv::range(Arc::clone(&m), RangeRequest { key: key.clone(), ..Default::default() }).await?;
+    let mine = match concurrency::wait_deletes(&m, &prefix, my_revision - 1, &key).await {
+        Ok((_, mine)) => mine,
+        Err(e) => {
+            // As etcd: give up the place in the queue; the check below then reports the session expired.
+            tracing::debug!(error = %e, "waiting for the lock failed");
+            let _ = delete(&m, key.clone()).await;
+            kv::range(Arc::clone(&m), RangeRequest { key: key.clone(), ..Default::default() }).await?
+        }
+    };
     guard.disarm();
     if mine.kvs.is_empty() {
         return Err(ConcurrencyError::SessionExpired);

@@ -48,7 +48,7 @@ impl MemberState {
     }
 
     /// A learner serves only serializable reads, Status and MemberList (etcd's isRPCSupportedForLearner).
-    fn check_voter(&self) -> Result<(), EtcdError> {
+    pub(crate) fn check_voter(&self) -> Result<(), EtcdError> {
         if self.shared.is_learner.load(Ordering::SeqCst) {
             return Err(EtcdError::NotSupportedForLearner);
         }

@@ -14,7 +14,7 @@ use cairn_api::etcdserverpb::{
     MemberAddRequest, MemberPromoteRequest, MemberRemoveRequest, MemberUpdateRequest, MoveLeaderRequest,
 };
 use cairn_client::options::KeyRange;
-use cairn_client::{Client, GetOptions, PutOptions};
+use cairn_client::{Client, GetOptions, PutOptions, Txn, TxnOp};
 use harness::{quick, Cluster};
 
 async fn put(c: &Client, k: &str, v: &str) {
@@ -185,6 +185,12 @@ async fn members_are_added_as_learners_promoted_and_removed_and_learners_never_v
     assert_eq!(refused.to_string(), "etcdserver: rpc not supported for learner");
     let refused = on_learner.get("before", GetOptions::default()).await.unwrap_err();
     assert_eq!(refused.to_string(), "etcdserver: rpc not supported for learner");
+    // Not even a txn that only reads serializably (etcd lets a learner serve serializable Range alone).
+    let serializable = GetOptions { serializable: true, ..Default::default() };
+    let read = Txn::new().and_then([TxnOp::Get(b"before".to_vec(), serializable.clone())]);
+    let refused = on_learner.txn(read).await.unwrap_err();
+    assert_eq!(refused.to_string(), "etcdserver: rpc not supported for learner");
+    assert_eq!(on_learner.get("before", serializable).await.unwrap().kvs[0].value, b"join");
     // Learners never vote: with the learner stopped the lone voter still commits.
     cluster.kill9(n2);
     put(&c, "learner", "down").await;

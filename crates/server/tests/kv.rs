@@ -170,6 +170,38 @@ async fn transactions(c: &Client) {
         .unwrap();
     assert!(nested.succeeded);
     assert_eq!(c.get("n", GetOptions::default()).await.unwrap().kvs[0].value, b"1");
+
+    // A txn of ranges only is a read: no log entry, linearizable or serializable. With a put in the branch
+    // not taken it is a write (etcd decides by the operations, not by the branch).
+    let before = raft_index(c).await;
+    let read = Txn::new()
+        .when([compare_value(b"t", CompareResult::Equal, b"v2")])
+        .and_then([TxnOp::Get(b"t".to_vec(), GetOptions::default())])
+        .or_else([TxnOp::Get(b"u".to_vec(), GetOptions { serializable: true, ..Default::default() })]);
+    let r = c.txn(read).await.unwrap();
+    assert!(r.succeeded);
+    assert_eq!(
+        r.header.unwrap().revision,
+        c.get("t", GetOptions::default()).await.unwrap().header.unwrap().revision
+    );
+    match &r.responses[0].response {
+        Some(Response::ResponseRange(r)) => assert_eq!(r.kvs[0].value, b"v2"),
+        other => panic!("{other:?}"),
+    }
+    let serializable = Txn::new()
+        .and_then([TxnOp::Get(b"u".to_vec(), GetOptions { serializable: true, ..Default::default() })]);
+    assert!(c.txn(serializable).await.unwrap().succeeded);
+    assert_eq!(raft_index(c).await, before, "read-only txns are not proposed");
+    let write_not_taken = Txn::new()
+        .when([compare_value(b"t", CompareResult::Equal, b"v2")])
+        .and_then([TxnOp::Get(b"t".to_vec(), GetOptions::default())])
+        .or_else([TxnOp::Put(b"t".to_vec(), b"v3".to_vec(), PutOptions::default())]);
+    assert!(c.txn(write_not_taken).await.unwrap().succeeded);
+    assert!(raft_index(c).await > before, "a txn with a put in either branch goes through the log");
+}
+
+async fn raft_index(c: &Client) -> u64 {
+    c.status().await.unwrap().raft_index
 }
 
 async fn compaction_and_history(c: &Client) {

@@ -526,23 +526,3 @@ mod tests {
         assert_eq!(t.get(b"k", 4), Some(KeyAt { modified: rev(4), created: rev(2), version: 3 }));
     }
 }
-#[cfg(test)]
-mod scratch_timing {
-    #[test]
-    fn scratch_timing() {
-        let mut x: u64 = 88172645463325252;
-        let mut keys = Vec::new();
-        for _ in 0..200_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            keys.push(format!("{:08}", x % 100_000).into_bytes());
-        }
-        let mut t = super::TreeIndex::default();
-        let start = std::time::Instant::now();
-        for (i, k) in keys.iter().enumerate() {
-            t.put(k, super::Revision::new(i as i64 + 1, 0), None);
-        }
-        eprintln!("TIMING {:?} per put", start.elapsed() / keys.len() as u32);
-    }
-}

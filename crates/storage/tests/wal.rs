@@ -273,11 +273,12 @@ fn appends_land_on_blocks_zeroed_ahead_of_them() {
     for i in 1..=40 {
         wal.save(None, &[big(i)]).unwrap();
         wal.sync().unwrap();
-        let written = i * (64 * 1024 + 30);
+        // Each record is its data and 26 bytes of framing (the segment's header comes on top).
+        let written = i * (64 * 1024 + 26);
         let ahead = allocated(&seg) as i64 - written as i64;
         assert!(
-            ahead > 0 && ahead <= 2 * MIB as i64 + 8192,
-            "after {i}: {ahead} bytes allocated past the records"
+            ahead > 0 && ahead < 16 * MIB as i64,
+            "after {i}: {ahead} bytes allocated past the records (not the whole segment at once)"
         );
     }
     drop(wal);

@@ -408,7 +408,7 @@ impl Wal {
         if end > self.zeroed {
             let target = (end + ZERO_AHEAD).next_multiple_of(4096).min(self.opts.segment_size);
             if target > end {
-                // A fresh zeroed allocation: the kernel reads it from the shared zero page.
+                // Once per ZERO_AHEAD bytes of records; the next fsync writes these blocks with the records.
                 let zeros = vec![0u8; (target - end) as usize];
                 self.file.write_all_at(&zeros, end).map_err(io_err("zeroing ahead of the records"))?;
             }

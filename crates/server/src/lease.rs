@@ -443,7 +443,8 @@ impl Lease for LeaseService {
             async move {
                 match r {
                     Ok(r) => keep_alive_once(m, r).await.map_err(Status::from),
-                    Err(s) => Err(s),
+                    // A request that cannot be read (over the size limit) ends the call in grpc-go's words.
+                    Err(s) => Err(cairn_api::error::go_size_limit(&s).unwrap_or(s)),
                 }
             }
         });

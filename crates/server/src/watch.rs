@@ -9,8 +9,11 @@
 //! The background loops that catch unsynced watchers up and send periodic progress notifications run here too.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use cairn_api::etcdserverpb::watch_create_request::FilterType;
@@ -21,7 +24,7 @@ use cairn_api::mvccpb::Event;
 use cairn_mvcc::{WatchMessage, WatchSink, WatchSpec, WatcherId};
 use futures::{Stream, StreamExt};
 use prost::Message;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -326,13 +329,42 @@ impl Watch for WatchService {
         &self,
         req: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<BoxStream<WatchResponse>>, Status> {
-        // A broken request side ends the requests; the responses go on until the client goes away.
-        let requests = req
-            .into_inner()
-            .take_while(|r| futures::future::ready(r.is_ok()))
-            .filter_map(|r| futures::future::ready(r.ok()));
-        let responses = serve(Arc::clone(&self.0), Box::pin(requests));
-        Ok(Response::new(Box::pin(responses.map(Ok))))
+        // The client closing its side ends the requests; the responses go on until it goes away. A request that
+        // cannot be read (one over the size limit) ends the call with that error, as etcd's recvLoop does.
+        let (failed, mut failure) = oneshot::channel::<Status>();
+        let mut failed = Some(failed);
+        let requests = req.into_inner().scan((), move |_, r| {
+            futures::future::ready(match r {
+                Ok(r) => Some(r),
+                Err(s) => {
+                    if let Some(failed) = failed.take() {
+                        let _ = failed.send(cairn_api::error::go_size_limit(&s).unwrap_or(s));
+                    }
+                    None
+                }
+            })
+        });
+        let mut responses = Box::pin(serve(Arc::clone(&self.0), Box::pin(requests)));
+        let mut listening = true;
+        let mut ended = false;
+        let stream = futures::stream::poll_fn(move |cx| {
+            if ended {
+                return Poll::Ready(None);
+            }
+            if listening {
+                match Pin::new(&mut failure).poll(cx) {
+                    Poll::Ready(Ok(status)) => {
+                        ended = true;
+                        return Poll::Ready(Some(Err(status)));
+                    }
+                    // The requests ended without an error (or not yet): keep serving.
+                    Poll::Ready(Err(_)) => listening = false,
+                    Poll::Pending => {}
+                }
+            }
+            responses.as_mut().poll_next(cx).map(|r| r.map(Ok))
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 }
 

@@ -314,3 +314,31 @@ async fn periodic_progress_notifications_match_etcds() {
         assert_eq!(cairn, periodic_progress(Kind::Etcd).await);
     }
 }
+
+/// A watch request over gRPC's size limit ends the stream with grpc-go's refusal, after the answers before it.
+async fn oversized_request(kind: Kind) -> (Vec<String>, tonic::Code, String) {
+    let server = Server::start(kind);
+    let c = server.ready().await;
+    let mut w = c.watch(create(WatchCreateRequest { watch_id: 3, ..key("small") })).await.unwrap();
+    let first = w.message().await.unwrap().unwrap();
+    w.send(create(key(&"k".repeat(3_000_000)))).await.unwrap();
+    let mut answers = vec![normalize(&first)];
+    let end = loop {
+        match tokio::time::timeout(Duration::from_secs(10), w.message()).await.unwrap() {
+            Ok(Some(r)) => answers.push(normalize(&r)),
+            Ok(None) => panic!("{kind:?}: the stream ended without an error"),
+            Err(e) => break e,
+        }
+    };
+    (answers, end.code(), end.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oversized_watch_request_ends_the_stream_in_grpc_gos_words() {
+    let cairn = oversized_request(Kind::Cairn).await;
+    assert_eq!(cairn.1, tonic::Code::ResourceExhausted, "{cairn:?}");
+    assert!(cairn.2.contains("grpc: received message larger than max (3000010 vs. 2097152)"), "{cairn:?}");
+    if Server::etcd_available("an_oversized_watch_request_ends_the_stream_in_grpc_gos_words") {
+        assert_eq!(cairn, oversized_request(Kind::Etcd).await);
+    }
+}

@@ -320,6 +320,16 @@ fn fragments(mut whole: WatchResponse, limit: usize) -> Vec<WatchResponse> {
     out
 }
 
+/// The client's side of a Watch call, as its responses see it.
+enum RequestsSide {
+    /// Requests may still come; the receiver yields the error that ends them, if one does.
+    Open(oneshot::Receiver<Status>),
+    /// The client closed its side: the watchers go on.
+    Closed,
+    /// A request could not be read: the error was answered and the call is over.
+    Failed,
+}
+
 #[derive(Debug, Clone)]
 pub struct WatchService(pub Arc<MemberState>);
 
@@ -331,7 +341,7 @@ impl Watch for WatchService {
     ) -> Result<Response<BoxStream<WatchResponse>>, Status> {
         // The client closing its side ends the requests; the responses go on until it goes away. A request that
         // cannot be read (one over the size limit) ends the call with that error, as etcd's recvLoop does.
-        let (failed, mut failure) = oneshot::channel::<Status>();
+        let (failed, failure) = oneshot::channel::<Status>();
         let mut failed = Some(failed);
         let requests = req.into_inner().scan((), move |_, r| {
             futures::future::ready(match r {
@@ -345,22 +355,20 @@ impl Watch for WatchService {
             })
         });
         let mut responses = Box::pin(serve(Arc::clone(&self.0), Box::pin(requests)));
-        let mut listening = true;
-        let mut ended = false;
+        let mut requests_side = RequestsSide::Open(failure);
         let stream = futures::stream::poll_fn(move |cx| {
-            if ended {
-                return Poll::Ready(None);
-            }
-            if listening {
-                match Pin::new(&mut failure).poll(cx) {
+            if let RequestsSide::Open(failure) = &mut requests_side {
+                match Pin::new(failure).poll(cx) {
                     Poll::Ready(Ok(status)) => {
-                        ended = true;
+                        requests_side = RequestsSide::Failed;
                         return Poll::Ready(Some(Err(status)));
                     }
-                    // The requests ended without an error (or not yet): keep serving.
-                    Poll::Ready(Err(_)) => listening = false,
+                    Poll::Ready(Err(_)) => requests_side = RequestsSide::Closed,
                     Poll::Pending => {}
                 }
+            }
+            if let RequestsSide::Failed = requests_side {
+                return Poll::Ready(None);
             }
             responses.as_mut().poll_next(cx).map(|r| r.map(Ok))
         });
